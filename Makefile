@@ -1,0 +1,61 @@
+# hermes-netd build, test and tooling entry points. Run `make help` for the list.
+
+GO        ?= go
+BIN       ?= bin/hermes-netd
+PREFIX    ?= /usr/local
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/hermes-netd/hermes-netd/internal/version.Version=$(VERSION)
+GOTESTFLAGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets with a one-line description
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/hermes-netd
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hermes-netd
+
+.PHONY: generate
+generate: ## Regenerate the bpf2go objects from bpf/*.c (needs clang and libbpf-dev)
+	$(GO) generate ./bpf/...
+
+.PHONY: check-generate
+check-generate: generate ## Fail if the committed BPF objects differ from a fresh generate
+	git diff --exit-code -- bpf/
+
+.PHONY: deps
+deps: ## Install what the tests need (runs vagrant/provision.sh; root)
+	./vagrant/provision.sh
+
+.PHONY: test
+test: deps ## Install what is missing, then run every test: unit, privileged, end-to-end
+	$(GO) vet ./...
+	$(GO) test -count=1 -p 1 $(GOTESTFLAGS) ./...
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need no privileges
+	$(GO) test -count=1 -short ./...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the ClientHello reader for 60 seconds
+	$(GO) test -run '^$$' -fuzz FuzzReadClientHello -fuzztime 60s ./proxy/
+
+.PHONY: demo
+demo: build ## Run the built-in demo: a sandbox gets its key injected by hermes-netd (root)
+	$(GO) run ./internal/demo
+
+.PHONY: bench
+bench: ## Run the Go benchmarks (root for the kernel ones)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: install
+install: build ## Install the binary and the systemd unit under $(PREFIX) (root)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hermes-netd
+	install -D -m 0644 packaging/hermes-netd.service $(DESTDIR)/etc/systemd/system/hermes-netd.service
+	install -d -m 0700 $(DESTDIR)/etc/hermes/secrets $(DESTDIR)/var/lib/hermes
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin
