@@ -1,0 +1,114 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSplitRoutesDecisionRecordsToAudit(t *testing.T) {
+	var auditBuf, opsBuf bytes.Buffer
+	c := NewCounters("inject")
+	logger := slog.New(Split(NewHandler(&auditBuf), slog.NewTextHandler(&opsBuf, nil), c))
+
+	logger.Info("Request", KeySandbox, "sb1", KeyProvider, "openai", KeyMethod, "POST",
+		KeyDecision, "inject", "status", 200)
+	logger.With(KeySandbox, "sb2").Info("Connection refused",
+		KeyDecision, "refuse", KeyReason, "unknown_domain")
+	logger.Info("Upstream pool warmed", "host", "api.openai.com")
+	logger.WithGroup("g").Info("Grouped", KeyDecision, "inject")
+
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(auditBuf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("audit line %q is not JSON: %v", l, err)
+		}
+		delete(m, "time")
+		lines = append(lines, m)
+	}
+	want := []map[string]any{
+		{"level": "INFO", "msg": "Request", "sandbox": "sb1", "provider": "openai",
+			"method": "POST", "decision": "inject", "status": float64(200)},
+		{"level": "INFO", "msg": "Connection refused", "sandbox": "sb2",
+			"decision": "refuse", "reason": "unknown_domain"},
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("audit lines (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(opsBuf.String(), "Upstream pool warmed") ||
+		!strings.Contains(opsBuf.String(), "Grouped") {
+		t.Errorf("operational log lacks the non-decision records:\n%s", opsBuf.String())
+	}
+	if strings.Contains(opsBuf.String(), "Request") {
+		t.Errorf("operational log got a decision record:\n%s", opsBuf.String())
+	}
+}
+
+func TestCounters(t *testing.T) {
+	c := NewCounters("inject")
+	logger := slog.New(Split(NewHandler(&bytes.Buffer{}), slog.DiscardHandler, c))
+	for range 3 {
+		logger.Info("Request", KeySandbox, "sb1", KeyProvider, "openai", KeyMethod, "GET",
+			KeyDecision, "inject")
+	}
+	logger.Info("Request", KeySandbox, "sb2", KeyProvider, "anthropic", KeyMethod, "GET",
+		KeyDecision, "refuse", KeyReason, "authority_mismatch")
+	logger.Info("Connection", KeySandbox, "sb2", KeyDecision, "refuse", KeyReason, "no_sni")
+	logger.Info("Connection", KeySandbox, "sb2", KeyDecision, "passthrough")
+
+	want := Snapshot{
+		Requests:  4,
+		Refused:   map[string]uint64{"authority_mismatch": 1, "no_sni": 1},
+		Injected:  map[string]uint64{"openai": 3},
+		Decisions: map[string]uint64{"inject": 3, "refuse": 2, "passthrough": 1},
+	}
+	if diff := cmp.Diff(want, c.Snapshot()); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+	if got := c.SandboxRequests("sb1"); got != 3 {
+		t.Errorf("SandboxRequests(sb1) = %d, want 3", got)
+	}
+	var nilC *Counters
+	if got := nilC.Snapshot(); got.Refused == nil || got.Requests != 0 {
+		t.Errorf("nil counters snapshot = %+v, want empty maps", got)
+	}
+}
+
+func TestOpenFileIs0600(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("new\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	if string(b) != "old\nnew\n" {
+		t.Errorf("content = %q, want appended", b)
+	}
+	if _, err := Open(filepath.Join(path, "x")); err == nil ||
+		!strings.Contains(err.Error(), "opening audit file") {
+		t.Errorf("Open(bad path) error = %v, want one naming the audit file", err)
+	}
+}
