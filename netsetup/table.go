@@ -1,0 +1,253 @@
+//go:build linux
+
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Names of everything hermes-netd puts into a sandbox's nftables ruleset. They all
+// share the prefix "hermes" so that an operator (and our own cleanup) can tell ours
+// from anybody else's.
+const (
+	TableName       = "hermes"
+	PortsSetName    = "hermes_ports"
+	NATChainName    = "hermes_nat_output"
+	FilterChainName = "hermes_filter_output"
+)
+
+// portsSetID names the ports set inside the one batch that creates it and the
+// rules that look it up; IDs only need to be unique within a batch.
+const portsSetID = 1
+
+// TableConfig describes the nftables table of one sandbox netns.
+type TableConfig struct {
+	Ports   []uint16 // intercepted TCP ports (UDP to them is rejected); default {443}
+	Listen4 uint16   // port of the daemon's listener on 127.0.0.1 in the netns
+	Listen6 uint16   // port of the daemon's listener on ::1 in the netns
+	Strict  bool     // also reject all other egress except loopback and DNS (53)
+}
+
+// Table is the whole table TableRules builds: what EnsureTable installs.
+type Table struct {
+	Name   string
+	Ports  []uint16 // elements of the set PortsSetName
+	Chains []Chain
+}
+
+// Chain is one base chain of the table.
+type Chain struct {
+	Name     string
+	Type     nftables.ChainType
+	Hook     nftables.ChainHook
+	Priority nftables.ChainPriority
+	Rules    []Rule
+}
+
+// Rule is one rule: the expressions sent to the kernel and the same rule as
+// `nft list table inet hermes` prints it (privileged tests check they agree).
+type Rule struct {
+	Nft   string
+	Exprs []expr.Any
+}
+
+// Hook and priority choices, explained once.
+//
+// Everything we filter is traffic the sandbox itself sends, so both chains hook
+// "output" (NF_INET_LOCAL_OUT): it sees locally generated packets before routing
+// takes them anywhere, and it is the only hook where a NAT rule can send a local
+// socket's connection to a local listener. Prerouting/forward would only see
+// traffic passing through the namespace, which is not what a sandbox does.
+//
+// The nat chain has priority dstnat (-100, NF_IP_PRI_NAT_DST): after conntrack
+// (-200) has created the entry whose NAT mapping later answers SO_ORIGINAL_DST,
+// and before the filter chain, so the filter chain sees the rewritten destination
+// (the listener on loopback) and a redirected connection passes it as loopback
+// traffic. Only the first packet of a connection traverses a nat chain; conntrack
+// applies the mapping to the rest. DNAT, not "redirect", is used so the address is
+// spelled out (127.0.0.1 and ::1) instead of derived from the outgoing interface.
+// A connection already aimed at the listener is accepted first so that it is never
+// rewritten twice (that is the path BPF-redirected connections take).
+//
+// The filter chain has priority filter (0), the conventional place for accept and
+// reject verdicts, after NAT. UDP to an intercepted port (QUIC, HTTP/3) is
+// rejected rather than dropped: a reject in output both answers with an ICMP error
+// and makes the sending syscall fail with EPERM at once, so clients fall back to
+// TCP immediately instead of waiting for a timeout. Strict mode rejects whatever
+// else leaves the namespace except loopback, DNS and the ICMPv6 neighbour
+// discovery that IPv6 DNS needs to reach its resolver.
+//
+// Both chains keep policy accept: the table only ever narrows what the sandbox can
+// do through its explicit rules, so other tables in the namespace are unaffected.
+
+// TableRules builds the table for cfg without touching the kernel.
+func TableRules(cfg TableConfig) (Table, error) {
+	ports, err := cfg.ports()
+	if err != nil {
+		return Table{}, err
+	}
+	if cfg.Listen4 == 0 || cfg.Listen6 == 0 {
+		return Table{}, errors.New("table config: Listen4 and Listen6 must both be set " +
+			"to the ports of the listeners on 127.0.0.1 and ::1")
+	}
+
+	nat := Chain{
+		Name:     NATChainName,
+		Type:     nftables.ChainTypeNAT,
+		Hook:     *nftables.ChainHookOutput,
+		Priority: *nftables.ChainPriorityNATDest,
+		Rules:    natRules(cfg),
+	}
+	filter := Chain{
+		Name:     FilterChainName,
+		Type:     nftables.ChainTypeFilter,
+		Hook:     *nftables.ChainHookOutput,
+		Priority: *nftables.ChainPriorityFilter,
+		Rules:    filterRules(cfg.Strict),
+	}
+	return Table{Name: TableName, Ports: ports, Chains: []Chain{nat, filter}}, nil
+}
+
+// ports returns the sorted, de-duplicated intercepted ports, {443} by default.
+func (cfg TableConfig) ports() ([]uint16, error) {
+	if len(cfg.Ports) == 0 {
+		return []uint16{443}, nil
+	}
+	ports := slices.Clone(cfg.Ports)
+	slices.Sort(ports)
+	ports = slices.Compact(ports)
+	if ports[0] == 0 {
+		return nil, errors.New("table config: port 0 cannot be intercepted; list real ports")
+	}
+	return ports, nil
+}
+
+var (
+	loopback4 = netip.MustParseAddr("127.0.0.1")
+	loopback6 = netip.IPv6Loopback()
+)
+
+// natRules: leave connections to the listener alone, send the rest of the
+// intercepted TCP ports to the listener of their family.
+func natRules(cfg TableConfig) []Rule {
+	return []Rule{
+		{
+			Nft:   fmt.Sprintf("ip daddr %s tcp dport %d accept", loopback4, cfg.Listen4),
+			Exprs: join(ipDaddr(loopback4), l4proto(unix.IPPROTO_TCP), dport(cfg.Listen4), accept()),
+		},
+		{
+			Nft:   fmt.Sprintf("ip6 daddr %s tcp dport %d accept", loopback6, cfg.Listen6),
+			Exprs: join(ipDaddr(loopback6), l4proto(unix.IPPROTO_TCP), dport(cfg.Listen6), accept()),
+		},
+		dnatRule(loopback4, cfg.Listen4),
+		dnatRule(loopback6, cfg.Listen6),
+	}
+}
+
+// dnatRule rewrites intercepted TCP of to's family to to:port.
+func dnatRule(to netip.Addr, port uint16) Rule {
+	family, name, text := uint32(unix.NFPROTO_IPV4), "ipv4", fmt.Sprintf("ip to %s:%d", to, port)
+	if to.Is6() {
+		family, name, text = unix.NFPROTO_IPV6, "ipv6", fmt.Sprintf("ip6 to [%s]:%d", to, port)
+	}
+	return Rule{
+		Nft: fmt.Sprintf("meta nfproto %s tcp dport @%s dnat %s", name, PortsSetName, text),
+		Exprs: join(nfproto(byte(family)), l4proto(unix.IPPROTO_TCP), dportInSet(),
+			[]expr.Any{
+				&expr.Immediate{Register: 1, Data: to.AsSlice()},
+				&expr.Immediate{Register: 2, Data: be16(port)},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: family,
+					RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+			}),
+	}
+}
+
+// filterRules: reject UDP to the intercepted ports; in strict mode, everything
+// that is not loopback, DNS or neighbour discovery.
+func filterRules(strict bool) []Rule {
+	rules := []Rule{{
+		Nft:   fmt.Sprintf("udp dport @%s reject with icmpx admin-prohibited", PortsSetName),
+		Exprs: join(l4proto(unix.IPPROTO_UDP), dportInSet(), rejectAdmin()),
+	}}
+	if !strict {
+		return rules
+	}
+
+	rules = append(rules,
+		Rule{Nft: `oifname "lo" accept`, Exprs: join(oifname("lo"), accept())},
+		Rule{Nft: "udp dport 53 accept", Exprs: join(l4proto(unix.IPPROTO_UDP), dport(53), accept())},
+		Rule{Nft: "tcp dport 53 accept", Exprs: join(l4proto(unix.IPPROTO_TCP), dport(53), accept())},
+	)
+	for _, nd := range []struct {
+		name string
+		typ  byte
+	}{{"nd-router-solicit", 133}, {"nd-neighbor-solicit", 135}, {"nd-neighbor-advert", 136}} {
+		rules = append(rules, Rule{
+			Nft:   "icmpv6 type " + nd.name + " accept",
+			Exprs: join(l4proto(unix.IPPROTO_ICMPV6), icmpType(nd.typ), accept()),
+		})
+	}
+	return append(rules, Rule{Nft: "reject with icmpx admin-prohibited", Exprs: rejectAdmin()})
+}
+
+func join(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
+
+func be16(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
+
+func cmpEq(data []byte) *expr.Cmp {
+	return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}
+}
+
+func nfproto(family byte) []expr.Any {
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, cmpEq([]byte{family})}
+}
+
+func l4proto(proto byte) []expr.Any {
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{proto})}
+}
+
+// ipDaddr matches the destination address, after checking the family.
+func ipDaddr(a netip.Addr) []expr.Any {
+	if a.Is4() {
+		return append(nfproto(unix.NFPROTO_IPV4), &expr.Payload{DestRegister: 1,
+			Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, cmpEq(a.AsSlice()))
+	}
+	return append(nfproto(unix.NFPROTO_IPV6), &expr.Payload{DestRegister: 1,
+		Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, cmpEq(a.AsSlice()))
+}
+
+func loadDport() *expr.Payload {
+	return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+}
+
+func dport(p uint16) []expr.Any { return []expr.Any{loadDport(), cmpEq(be16(p))} }
+
+func dportInSet() []expr.Any {
+	return []expr.Any{loadDport(),
+		&expr.Lookup{SourceRegister: 1, SetName: PortsSetName, SetID: portsSetID}}
+}
+
+func icmpType(t byte) []expr.Any {
+	return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader,
+		Offset: 0, Len: 1}, cmpEq([]byte{t})}
+}
+
+func oifname(name string) []expr.Any {
+	padded := make([]byte, unix.IFNAMSIZ)
+	copy(padded, name)
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, cmpEq(padded)}
+}
+
+func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
+
+func rejectAdmin() []expr.Any {
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH,
+		Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}}
+}
