@@ -1,10 +1,10 @@
 package fakeapi
 
 import (
-	"crypto/x509"
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
