@@ -1,0 +1,70 @@
+package daemon
+
+import (
+	"time"
+
+	"github.com/hermes-netd/hermes-netd/internal/audit"
+)
+
+// Admin API paths. Every body is JSON; failures answer {"error": "..."}.
+const (
+	PathAttach = "/v1/attach" // POST NetnsRequest -> Attachment
+	PathDetach = "/v1/detach" // POST NetnsRequest -> DetachResult
+	PathStatus = "/v1/status" // GET -> Status
+	PathReload = "/v1/reload" // POST -> ReloadResult
+)
+
+// NetnsRequest names a namespace: a name under /var/run/netns, a path, or pid:N.
+type NetnsRequest struct {
+	Netns string `json:"netns"`
+}
+
+// Attachment describes one attached namespace.
+type Attachment struct {
+	Record
+	// Existing is true when the namespace was already attached (attach is idempotent).
+	Existing bool `json:"existing,omitempty"`
+	// Connections counts connections accepted from the namespace since attach.
+	Connections uint64 `json:"connections"`
+	// Requests counts the requests the proxy recorded for the namespace.
+	Requests uint64 `json:"requests"`
+}
+
+// DetachResult answers a detach.
+type DetachResult struct {
+	Netns string `json:"netns"`
+	// WasAttached is false when there was nothing to detach (detach is idempotent).
+	WasAttached bool `json:"was_attached"`
+}
+
+// ReloadResult answers a reload.
+type ReloadResult struct {
+	Config string `json:"config"`
+}
+
+// ProviderStatus says whether a provider can inject. It never holds a key.
+type ProviderStatus struct {
+	Name        string   `json:"name"`
+	Domains     []string `json:"domains"`
+	Key         string   `json:"key"`                   // secrets name
+	Loaded      bool     `json:"loaded"`                // a usable key is present
+	Fingerprint string   `json:"fingerprint,omitempty"` // sha256 prefix of the key
+	Problem     string   `json:"problem,omitempty"`     // why a present key is unusable
+}
+
+// Status is the daemon's answer to GET /v1/status.
+type Status struct {
+	Version    string           `json:"version"`
+	PID        int              `json:"pid"`
+	Started    time.Time        `json:"started"`
+	Mode       string           `json:"mode"`        // ebpf or nft
+	ModeReason string           `json:"mode_reason"` // why that mode
+	Config     string           `json:"config"`
+	Attached   []Attachment     `json:"attached"`
+	Providers  []ProviderStatus `json:"providers"`
+	Counters   audit.Snapshot   `json:"counters"`
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}

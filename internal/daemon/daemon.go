@@ -1,0 +1,351 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hermes-netd/hermes-netd/internal/audit"
+	"github.com/hermes-netd/hermes-netd/internal/version"
+)
+
+// DefaultPort is the port of the listeners inside each attached namespace. Each
+// namespace has its own port space, so one fixed port serves them all.
+const DefaultPort = 15443
+
+// ErrNoNamespace is wrapped by Kernel.Open when the namespace does not exist.
+var ErrNoNamespace = errors.New("no such network namespace")
+
+// Listeners are the ports of the listeners inside one namespace; 0 means none.
+type Listeners struct{ Port4, Port6 uint16 }
+
+// Namespace is an open network namespace (a *netsetup.NS in production). While it
+// is open the namespace stays alive, even if its name is deleted.
+type Namespace interface {
+	Spec() string
+	Inode() uint64
+	Cookie() (uint64, error)
+	EnsureLoopbackUp() error
+	Listen(network, addr string) (net.Listener, error)
+	Close() error
+}
+
+// Kernel is the redirect layer (netsetup and internal/redirect in production).
+type Kernel interface {
+	// Open opens a namespace by spec; a missing one gives an error wrapping
+	// ErrNoNamespace.
+	Open(spec string) (Namespace, error)
+	// Attach points the namespace's intercepted ports at l. Idempotent.
+	Attach(ns Namespace, l Listeners) error
+	// Detach removes the redirect of an open namespace. Idempotent.
+	Detach(ns Namespace) error
+	// Forget removes what is left of the redirect of a namespace that no longer
+	// exists (rec.Cookie). Idempotent.
+	Forget(rec Record) error
+}
+
+// Proxy serves the connections accepted on ln for the namespace named sandbox.
+// Serve returns when ln is closed. cookie is the namespace's netns cookie, which
+// the production Proxy uses to look up original destinations.
+type Proxy interface {
+	Serve(ln net.Listener, sandbox string, cookie uint64) error
+}
+
+// Options configure a Daemon. Kernel, Proxy and StatePath are required.
+type Options struct {
+	Kernel    Kernel
+	Proxy     Proxy
+	StatePath string
+	Port      uint16 // listener port inside each namespace; DefaultPort when 0
+	Logger    *slog.Logger
+	// Counters, when set, give each attachment's request count.
+	Counters *audit.Counters
+	// Fill, when set, completes a Status with what the daemon core does not own:
+	// mode, config, providers and counters.
+	Fill func(*Status)
+	// Reload, when set, reloads the configuration (SIGHUP and POST /v1/reload).
+	Reload func(context.Context) (ReloadResult, error)
+}
+
+// Daemon keeps the set of attached namespaces. Its methods are safe for
+// concurrent use.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	started time.Time
+
+	mu       sync.Mutex
+	attached map[uint64]*attachment // by namespace inode
+	// kept are state records that could not be taken back for a reason other
+	// than the namespace being gone; they stay in the state file for the next start.
+	kept   []Record
+	closed bool
+}
+
+type attachment struct {
+	rec      Record
+	ns       Namespace
+	lns      []net.Listener
+	accepted atomic.Uint64
+	served   sync.WaitGroup
+}
+
+// New returns a Daemon with nothing attached; call Restore to take back the state.
+func New(opts Options) (*Daemon, error) {
+	if opts.Kernel == nil || opts.Proxy == nil || opts.StatePath == "" {
+		return nil, errors.New("daemon: Kernel, Proxy and StatePath are required")
+	}
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{
+		opts:     opts,
+		log:      opts.Logger,
+		started:  time.Now(),
+		attached: map[uint64]*attachment{},
+	}, nil
+}
+
+// Attach attaches the namespace named by spec, or reports the existing attachment
+// if it is already attached (under this or another spec).
+func (d *Daemon) Attach(ctx context.Context, spec string) (Attachment, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return Attachment{}, errors.New("daemon is shutting down")
+	}
+
+	ns, err := d.opts.Kernel.Open(spec)
+	if err != nil {
+		return Attachment{}, err
+	}
+	if a, ok := d.attached[ns.Inode()]; ok {
+		ns.Close()
+		st := a.status(d.opts.Counters)
+		st.Existing = true
+		return st, nil
+	}
+
+	a, err := d.attach(ns, time.Now().UTC())
+	if err != nil {
+		ns.Close()
+		return Attachment{}, err
+	}
+	d.dropKept(a.rec.Spec)
+	if err := d.save(); err != nil {
+		d.log.Error("Saving state", "error", err)
+	}
+	d.log.Info("Attached", "netns", spec, "cookie", a.rec.Cookie,
+		"port4", a.rec.Port4, "port6", a.rec.Port6)
+	return a.status(d.opts.Counters), nil
+}
+
+// attach makes the listeners inside ns, points the redirect at them and starts
+// serving. On failure it undoes what it did, except closing ns. d.mu is held.
+func (d *Daemon) attach(ns Namespace, since time.Time) (*attachment, error) {
+	spec := ns.Spec()
+	if err := ns.EnsureLoopbackUp(); err != nil {
+		return nil, fmt.Errorf("attaching %s: %w", spec, err)
+	}
+	cookie, err := ns.Cookie()
+	if err != nil {
+		return nil, fmt.Errorf("attaching %s: %w", spec, err)
+	}
+
+	a := &attachment{ns: ns, rec: Record{Spec: spec, Inode: ns.Inode(), Cookie: cookie,
+		Since: since}}
+	addr4 := fmt.Sprintf("127.0.0.1:%d", d.opts.Port)
+	ln4, err := ns.Listen("tcp4", addr4)
+	if err != nil {
+		return nil, fmt.Errorf("attaching %s: listening on %s inside it: %w "+
+			"(choose another listen port in the config if the sandbox uses this one)",
+			spec, addr4, err)
+	}
+	a.lns, a.rec.Port4 = append(a.lns, ln4), d.opts.Port
+
+	// A namespace may have IPv6 disabled; it then gets IPv4 interception only.
+	addr6 := fmt.Sprintf("[::1]:%d", d.opts.Port)
+	if ln6, err := ns.Listen("tcp6", addr6); err != nil {
+		d.log.Warn("No IPv6 listener, intercepting IPv4 only", "netns", spec, "error", err)
+	} else {
+		a.lns, a.rec.Port6 = append(a.lns, ln6), d.opts.Port
+	}
+
+	l := Listeners{Port4: a.rec.Port4, Port6: a.rec.Port6}
+	if err := d.opts.Kernel.Attach(ns, l); err != nil {
+		a.closeListeners()
+		return nil, fmt.Errorf("attaching %s: %w", spec, err)
+	}
+
+	for _, ln := range a.lns {
+		a.served.Add(1)
+		go d.serve(a, ln)
+	}
+	d.attached[a.rec.Inode] = a
+	return a, nil
+}
+
+func (d *Daemon) serve(a *attachment, ln net.Listener) {
+	defer a.served.Done()
+	err := d.opts.Proxy.Serve(countingListener{ln, &a.accepted}, a.rec.Spec, a.rec.Cookie)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		d.log.Error("Listener stopped", "netns", a.rec.Spec, "addr", ln.Addr().String(),
+			"error", err)
+	}
+}
+
+// Detach detaches the namespace named by spec. Detaching what is not attached
+// (or no longer exists) succeeds with WasAttached false.
+func (d *Daemon) Detach(ctx context.Context, spec string) (DetachResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	a := d.find(spec)
+	if a == nil {
+		ns, err := d.opts.Kernel.Open(spec)
+		if errors.Is(err, ErrNoNamespace) {
+			return DetachResult{Netns: spec}, d.forgetKept(spec)
+		}
+		if err != nil {
+			return DetachResult{}, err
+		}
+		a = d.attached[ns.Inode()]
+		ns.Close()
+		if a == nil {
+			return DetachResult{Netns: spec}, d.forgetKept(spec)
+		}
+	}
+
+	err := d.detach(a)
+	if serr := d.save(); serr != nil {
+		d.log.Error("Saving state", "error", serr)
+	}
+	if err != nil {
+		return DetachResult{}, err
+	}
+	d.log.Info("Detached", "netns", a.rec.Spec, "cookie", a.rec.Cookie)
+	return DetachResult{Netns: a.rec.Spec, WasAttached: true}, nil
+}
+
+// detach stops serving a, removes its redirect and forgets it. d.mu is held.
+func (d *Daemon) detach(a *attachment) error {
+	// Listeners first: a connection made between the two steps is refused rather
+	// than let out directly.
+	a.closeListeners()
+	err := d.opts.Kernel.Detach(a.ns)
+	if err != nil {
+		// Keep serving nothing but keep the record: the redirect still points
+		// at the closed listeners, so the sandbox fails closed until a retry.
+		return fmt.Errorf("detaching %s: %w", a.rec.Spec, err)
+	}
+	delete(d.attached, a.rec.Inode)
+	a.served.Wait()
+	return a.ns.Close()
+}
+
+// find returns the attachment made with exactly spec, or nil. d.mu is held.
+func (d *Daemon) find(spec string) *attachment {
+	for _, a := range d.attached {
+		if a.rec.Spec == spec {
+			return a
+		}
+	}
+	return nil
+}
+
+// Attachments returns the attached namespaces, sorted by spec.
+func (d *Daemon) Attachments() []Attachment {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Attachment, 0, len(d.attached))
+	for _, a := range d.attached {
+		out = append(out, a.status(d.opts.Counters))
+	}
+	slices.SortFunc(out, func(x, y Attachment) int { return strings.Compare(x.Spec, y.Spec) })
+	return out
+}
+
+// Status returns the daemon's status.
+func (d *Daemon) Status(ctx context.Context) Status {
+	st := Status{
+		Version:  version.Version,
+		PID:      os.Getpid(),
+		Started:  d.started.UTC(),
+		Attached: d.Attachments(),
+	}
+	if d.opts.Fill != nil {
+		d.opts.Fill(&st)
+	}
+	return st
+}
+
+// Reload reloads the configuration through Options.Reload.
+func (d *Daemon) Reload(ctx context.Context) (ReloadResult, error) {
+	if d.opts.Reload == nil {
+		return ReloadResult{}, errors.New("this daemon cannot reload its configuration")
+	}
+	return d.opts.Reload(ctx)
+}
+
+// Close stops serving every namespace but leaves their redirects in place and
+// keeps the state file, so that the sandboxes fail closed while the daemon is
+// down and a restarted daemon takes them back. It waits for the Serve calls to
+// return; draining in-flight connections is the proxy's Shutdown.
+func (d *Daemon) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	as := make([]*attachment, 0, len(d.attached))
+	for _, a := range d.attached {
+		a.closeListeners()
+		as = append(as, a)
+	}
+	d.mu.Unlock()
+
+	var errs []error
+	for _, a := range as {
+		a.served.Wait()
+		errs = append(errs, a.ns.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (a *attachment) closeListeners() {
+	for _, ln := range a.lns {
+		ln.Close()
+	}
+}
+
+func (a *attachment) status(c *audit.Counters) Attachment {
+	return Attachment{
+		Record:      a.rec,
+		Connections: a.accepted.Load(),
+		Requests:    c.SandboxRequests(a.rec.Spec),
+	}
+}
+
+// countingListener counts accepted connections. It returns the accepted
+// connection unwrapped, so that the proxy can still read its original destination
+// and splice it.
+type countingListener struct {
+	net.Listener
+	n *atomic.Uint64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
