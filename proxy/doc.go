@@ -1,0 +1,28 @@
+// Package proxy is the interception server of hermes-netd: it takes the TCP
+// connections that the redirect layer steered away from a sandbox's :443
+// traffic, reads each connection's TLS ClientHello without consuming it, and
+// decides from the SNI what happens next.
+//
+//   - A provider domain is intercepted: TLS is terminated with a leaf minted for
+//     exactly that name, every request's authority must equal the SNI (else 421),
+//     client-supplied credentials are stripped, the provider's key is injected and
+//     the request is forwarded to the connection's original destination over TLS
+//     verified for the SNI.
+//   - A passthrough domain is spliced to the original destination untouched.
+//   - Anything else, and anything that is not a well-formed TLS ClientHello with
+//     an SNI, is refused (or passed through when the policy's default says so).
+//
+// The package knows nothing of network namespaces or BPF: the caller hands
+// Serve a listener and a Sandbox whose Origin func says where each accepted
+// connection was going. That keeps everything here testable on loopback.
+//
+// Upstream dials happen in the caller's (the host's) network namespace, so an
+// SSRF guard refuses non-public destinations unless Policy.AllowUpstream covers
+// them. Redirects are never followed: they go back to the client, whose next
+// connection is judged on its own.
+//
+// The proxy writes one slog record per intercepted request, per passthrough
+// connection and per refused connection; attribute keys are in logkeys.go. No
+// header is ever logged, and no credential appears in a record, an error or a
+// response.
+package proxy

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hermes-netd/hermes-netd/internal/providers"
+)
+
+// errSNIChanged would mean the TLS stack read a different SNI than the policy.
+// It cannot happen while both read the same replayed bytes; the check keeps it so.
+var errSNIChanged = errors.New("handshake SNI differs from the one the policy judged")
+
+// intercept terminates TLS on c with a leaf for sni and hands the connection
+// to the http.Server, whose handler forwards each request with the key.
+func (s *Server) intercept(c net.Conn, peeked []byte, sandbox string, o Origin,
+	sni string, prov *providers.Provider, deadline time.Time) {
+
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Negotiated with the client alone: the upstream side picks its own.
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(chi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if got, err := normalizeSNI(chi.ServerName); err != nil || got != sni {
+				return nil, fmt.Errorf("%w: policy saw %q, handshake %q",
+					errSNIChanged, sni, chi.ServerName)
+			}
+			return s.opts.Certs(sni)
+		},
+	}
+	tc := tls.Server(&replayConn{Conn: c, pending: peeked}, cfg)
+
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		tc.Close()
+		s.connError(sandbox, o, sni, prov.Name, "client TLS handshake: "+err.Error())
+		return
+	}
+
+	info := &connInfo{sandbox: sandbox, origin: o, sni: sni, provider: prov,
+		proto: tc.ConnectionState().NegotiatedProtocol}
+	s.connInfo.Store(tc, info)
+	if !s.tlsConns.push(tc) {
+		s.connInfo.Delete(tc)
+		tc.Close()
+	}
+}
+
+// connError records a connection that was accepted by policy but failed
+// before any request (typically a client that does not trust the CA).
+func (s *Server) connError(sandbox string, o Origin, sni, provider, reason string) {
+	s.log.LogAttrs(context.Background(), slog.LevelWarn, msgConnError,
+		slog.String(KeySandbox, sandbox),
+		slog.Any(KeyPID, o.PID),
+		slog.String(KeyDst, addrString(o)),
+		slog.String(KeyHost, sni),
+		slog.String(KeyProvider, provider),
+		slog.String(KeyDecision, DecisionIntercept),
+		slog.String(KeyReason, reason),
+	)
+}
