@@ -34,8 +34,12 @@ func Cgroup2Root() (string, error) {
 		return "", fmt.Errorf("finding cgroup2 mount: %w", err)
 	}
 	defer f.Close()
+	return cgroup2RootOf(f)
+}
 
-	mounts, err := ParseMountinfo(f)
+// cgroup2RootOf finds the cgroup2 root mount in a mountinfo text.
+func cgroup2RootOf(r io.Reader) (string, error) {
+	mounts, err := ParseMountinfo(r)
 	if err != nil {
 		return "", fmt.Errorf("finding cgroup2 mount: %w", err)
 	}
