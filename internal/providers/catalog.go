@@ -39,7 +39,7 @@ func NewCatalog(ps []Provider) (*Catalog, error) {
 		// to the other, so overlaps are refused rather than resolved by order.
 		for _, d := range p.Domains {
 			for pat, other := range owner {
-				if other != p.Name && overlaps(d, pat) {
+				if other != p.Name && Overlaps(d, pat) {
 					return nil, fmt.Errorf("provider %s domain %q overlaps provider %s "+
 						"domain %q: a host may belong to one provider only; remove or "+
 						"narrow one of them", p.Name, d, other, pat)
@@ -64,8 +64,8 @@ func NewCatalog(ps []Provider) (*Catalog, error) {
 	return c, nil
 }
 
-// overlaps reports whether patterns a and b can match the same host.
-func overlaps(a, b string) bool {
+// Overlaps reports whether domain patterns a and b can match the same host.
+func Overlaps(a, b string) bool {
 	as, aw := strings.CutPrefix(a, "*.")
 	bs, bw := strings.CutPrefix(b, "*.")
 	switch {
@@ -122,4 +122,14 @@ func (c *Catalog) All() []Provider {
 		out[i] = p.clone()
 	}
 	return out
+}
+
+// MatchPattern reports whether the normalised host matches one domain
+// pattern: exactly, or for "*.suffix" any name ending in ".suffix" (never
+// the bare suffix).
+func MatchPattern(pattern, host string) bool {
+	if s, ok := strings.CutPrefix(pattern, "*"); ok {
+		return len(host) > len(s) && strings.HasSuffix(host, s)
+	}
+	return host == pattern
 }
