@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hermes-netd/hermes-netd/netsetup"
 )
 
@@ -176,10 +178,18 @@ func Serve(t testing.TB, ns *netsetup.NS, addr string, reply func(net.Conn) stri
 }
 
 // Ask connects from ns to addr and returns the first line the server sends.
+// network "tcp-mapped" dials an IPv4 addr from a dual-stack IPv6 socket, through
+// its v4-mapped address (::ffff:a.b.c.d).
 func Ask(ns *netsetup.NS, network, addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := ns.Dial(ctx, network, addr)
+	var c net.Conn
+	var err error
+	if network == "tcp-mapped" {
+		c, err = dialMapped(ns, addr)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err = ns.Dial(ctx, network, addr)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -211,4 +221,32 @@ func UDPRefused(ns *netsetup.NS, addr string, timeout time.Duration) error {
 		return nil
 	}
 	return err
+}
+
+// dialMapped connects an AF_INET6 socket with IPV6_V6ONLY off to the v4-mapped
+// form of addr, from inside ns (Go's dialer would pick an AF_INET socket).
+func dialMapped(ns *netsetup.NS, addr string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return nil, fmt.Errorf("dialMapped wants an IPv4 ip:port, got %q", addr)
+	}
+	var c net.Conn
+	err = ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), "mapped")
+		defer f.Close()
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return err
+		}
+		sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: netip.AddrFrom16(ap.Addr().As16()).As16()}
+		if err := unix.Connect(fd, sa); err != nil {
+			return fmt.Errorf("connect to [::ffff:%s]:%d: %w", ap.Addr(), ap.Port(), err)
+		}
+		c, err = net.FileConn(f)
+		return err
+	})
+	return c, err
 }

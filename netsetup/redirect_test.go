@@ -1,0 +1,122 @@
+//go:build linux
+
+package netsetup_test
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hermes-netd/hermes-netd/netsetup"
+	"github.com/hermes-netd/hermes-netd/netsetup/nstest"
+)
+
+// proxyListeners serves "proxy <original dst>" on 127.0.0.1 and ::1 inside the
+// sandbox, as the daemon's listeners would.
+func proxyListeners(t *testing.T, ns *netsetup.NS) (l4, l6 net.Listener) {
+	reply := func(c net.Conn) string {
+		dst, err := netsetup.OriginalDst(c.(*net.TCPConn))
+		if err != nil {
+			return "proxy error: " + err.Error()
+		}
+		return "proxy " + dst.String()
+	}
+	return nstest.Serve(t, ns, "127.0.0.1:0", reply), nstest.Serve(t, ns, "[::1]:0", reply)
+}
+
+func port(ln net.Listener) uint16 { return uint16(ln.Addr().(*net.TCPAddr).Port) }
+
+// TestPrivilegedNftRedirect drives the nftables path end to end: intercepted TCP
+// lands on the listener with conntrack answering the original destination, other
+// ports reach the fake internet, UDP to 443 is refused at once, and removing the
+// table restores direct behaviour.
+func TestPrivilegedNftRedirect(t *testing.T) {
+	w := nstest.NewWorld(t, 443, 80, 8443)
+	l4, l6 := proxyListeners(t, w.Sandbox)
+	cfg := netsetup.TableConfig{Listen4: port(l4), Listen6: port(l6)}
+	if err := w.Sandbox.EnsureTable(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Sandbox.RemoveTable() })
+
+	tests := []struct{ network, addr, want string }{
+		{"tcp", "198.18.0.10:443", "proxy 198.18.0.10:443"},
+		{"tcp", "[2001:db8::10]:443", "proxy [2001:db8::10]:443"},
+		{"tcp-mapped", "198.18.0.10:443", "proxy 198.18.0.10:443"},
+		{"tcp", "198.18.0.10:80", "inet 80"},
+		{"tcp", "198.18.0.10:8443", "inet 8443"},
+		{"tcp", "[2001:db8::10]:80", "inet 80"},
+		{"tcp", "[2001:db8::10]:8443", "inet 8443"},
+	}
+	for _, tt := range tests {
+		if got, err := nstest.Ask(w.Sandbox, tt.network, tt.addr); err != nil || got != tt.want {
+			t.Errorf("%s %s: got %q, %v; want %q", tt.network, tt.addr, got, err, tt.want)
+		}
+	}
+
+	for _, addr := range []string{"198.18.0.10:443", "[2001:db8::10]:443"} {
+		start := time.Now()
+		err := nstest.UDPRefused(w.Sandbox, addr, 2*time.Second)
+		if err == nil {
+			t.Errorf("udp %s: not refused", addr)
+		} else if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("udp %s: refused only after %v (%v), want well under a second", addr, d, err)
+		}
+	}
+	if err := nstest.UDPRefused(w.Sandbox, "198.18.0.10:8443", 2*time.Second); err != nil {
+		t.Errorf("udp 8443 refused (%v), want it untouched", err)
+	}
+
+	if err := w.Sandbox.RemoveTable(); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"198.18.0.10:443", "[2001:db8::10]:443"} {
+		if got, err := nstest.Ask(w.Sandbox, "tcp", addr); err != nil || got != "inet 443" {
+			t.Errorf("after RemoveTable, %s: got %q, %v; want the fake internet", addr, got, err)
+		}
+	}
+	if err := nstest.UDPRefused(w.Sandbox, "198.18.0.10:443", 2*time.Second); err != nil {
+		t.Errorf("after RemoveTable, udp 443 refused: %v", err)
+	}
+}
+
+// TestPrivilegedNftFailClosed: with the table in place and no listener, an
+// intercepted connection fails; it never reaches the fake internet.
+func TestPrivilegedNftFailClosed(t *testing.T) {
+	w := nstest.NewWorld(t, 443)
+	l4, l6 := proxyListeners(t, w.Sandbox)
+	cfg := netsetup.TableConfig{Listen4: port(l4), Listen6: port(l6)}
+	if err := w.Sandbox.EnsureTable(cfg); err != nil {
+		t.Fatal(err)
+	}
+	l4.Close()
+	l6.Close()
+
+	for _, addr := range []string{"198.18.0.10:443", "[2001:db8::10]:443"} {
+		got, err := nstest.Ask(w.Sandbox, "tcp", addr)
+		if err == nil {
+			t.Errorf("%s with the daemon down: got %q, want the connection refused", addr, got)
+		}
+	}
+}
+
+// TestPrivilegedOriginalDstNotRedirected: a direct connection has no original
+// destination, and OriginalDst says so with ErrNoOriginalDst.
+func TestPrivilegedOriginalDstNotRedirected(t *testing.T) {
+	ns, _ := nstest.NewNS(t, "od")
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		errc := make(chan error, 1)
+		ln := nstest.Serve(t, ns, addr, func(c net.Conn) string {
+			_, err := netsetup.OriginalDst(c.(*net.TCPConn))
+			errc <- err
+			return "done"
+		})
+		if _, err := nstest.Ask(ns, "tcp", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; !errors.Is(err, netsetup.ErrNoOriginalDst) {
+			t.Errorf("%s: OriginalDst error = %v, want ErrNoOriginalDst", addr, err)
+		}
+	}
+}
