@@ -231,6 +231,7 @@ func TestPrivilegedTableMatchesNft(t *testing.T) {
 		{Listen4: 15001, Listen6: 15002},
 		{Listen4: 15001, Listen6: 15002, Strict: true},
 		{Ports: []uint16{8443, 443}, Listen4: 443, Listen6: 444},
+		{Listen4: 15001},
 	}
 	for _, cfg := range cfgs {
 		for range 2 {

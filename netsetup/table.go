@@ -32,6 +32,9 @@ type TableConfig struct {
 	Ports   []uint16 // intercepted TCP ports (UDP to them is rejected); default {443}
 	Listen4 uint16   // port of the daemon's listener on 127.0.0.1 in the netns
 	Listen6 uint16   // port of the daemon's listener on ::1 in the netns
+	// A zero Listen4 or Listen6 means there is no listener for that family (say,
+	// IPv6 is disabled in the netns): its intercepted TCP is then rejected, never
+	// let through. At least one of them must be set.
 	Strict  bool     // also reject all other egress except loopback and DNS (53)
 }
 
@@ -93,9 +96,9 @@ func TableRules(cfg TableConfig) (Table, error) {
 	if err != nil {
 		return Table{}, err
 	}
-	if cfg.Listen4 == 0 || cfg.Listen6 == 0 {
-		return Table{}, errors.New("table config: Listen4 and Listen6 must both be set " +
-			"to the ports of the listeners on 127.0.0.1 and ::1")
+	if cfg.Listen4 == 0 && cfg.Listen6 == 0 {
+		return Table{}, errors.New("table config: neither Listen4 nor Listen6 is set; " +
+			"give the port of the listener on 127.0.0.1 or ::1")
 	}
 
 	nat := Chain{
@@ -137,25 +140,37 @@ var (
 // natRules: leave connections to the listener alone, send the rest of the
 // intercepted TCP ports to the listener of their family.
 func natRules(cfg TableConfig) []Rule {
-	return []Rule{
-		{
-			Nft:   fmt.Sprintf("ip daddr %s tcp dport %d accept", loopback4, cfg.Listen4),
-			Exprs: join(ipDaddr(loopback4), l4proto(unix.IPPROTO_TCP), dport(cfg.Listen4), accept()),
-		},
-		{
-			Nft:   fmt.Sprintf("ip6 daddr %s tcp dport %d accept", loopback6, cfg.Listen6),
-			Exprs: join(ipDaddr(loopback6), l4proto(unix.IPPROTO_TCP), dport(cfg.Listen6), accept()),
-		},
-		dnatRule(loopback4, cfg.Listen4),
-		dnatRule(loopback6, cfg.Listen6),
+	var rules []Rule
+	for _, l := range []struct {
+		addr netip.Addr
+		port uint16
+		ip   string
+	}{{loopback4, cfg.Listen4, "ip"}, {loopback6, cfg.Listen6, "ip6"}} {
+		if l.port == 0 {
+			continue
+		}
+		rules = append(rules, Rule{
+			Nft:   fmt.Sprintf("%s daddr %s tcp dport %d accept", l.ip, l.addr, l.port),
+			Exprs: join(ipDaddr(l.addr), l4proto(unix.IPPROTO_TCP), dport(l.port), accept()),
+		})
 	}
+	return append(rules, dnatRule(loopback4, cfg.Listen4), dnatRule(loopback6, cfg.Listen6))
 }
 
-// dnatRule rewrites intercepted TCP of to's family to to:port.
+// dnatRule rewrites intercepted TCP of to's family to to:port; with no port (no
+// listener for the family) it rejects that TCP instead.
 func dnatRule(to netip.Addr, port uint16) Rule {
 	family, name, text := uint32(unix.NFPROTO_IPV4), "ipv4", fmt.Sprintf("ip to %s:%d", to, port)
 	if to.Is6() {
 		family, name, text = unix.NFPROTO_IPV6, "ipv6", fmt.Sprintf("ip6 to [%s]:%d", to, port)
+	}
+	if port == 0 {
+		return Rule{
+			Nft: fmt.Sprintf("meta nfproto %s tcp dport @%s reject with icmpx admin-prohibited",
+				name, PortsSetName),
+			Exprs: join(nfproto(byte(family)), l4proto(unix.IPPROTO_TCP), dportInSet(),
+				rejectAdmin()),
+		}
 	}
 	return Rule{
 		Nft: fmt.Sprintf("meta nfproto %s tcp dport @%s dnat %s", name, PortsSetName, text),

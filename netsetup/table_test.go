@@ -22,6 +22,7 @@ var goldenConfigs = []struct {
 	{"default", TableConfig{Listen4: 15001, Listen6: 15002}},
 	{"strict", TableConfig{Listen4: 15001, Listen6: 15002, Strict: true}},
 	{"ports", TableConfig{Ports: []uint16{8443, 443, 443}, Listen4: 443, Listen6: 444}},
+	{"v4only", TableConfig{Listen4: 15001}},
 }
 
 func TestTableRulesGolden(t *testing.T) {
@@ -60,8 +61,7 @@ func TestTableRulesInvalid(t *testing.T) {
 		cfg     TableConfig
 		wantErr string
 	}{
-		{"no listen4", TableConfig{Listen6: 1}, "Listen4 and Listen6 must both be set"},
-		{"no listen6", TableConfig{Listen4: 1}, "Listen4 and Listen6 must both be set"},
+		{"no listeners", TableConfig{Ports: []uint16{443}}, "neither Listen4 nor Listen6 is set"},
 		{"port zero", TableConfig{Ports: []uint16{443, 0}, Listen4: 1, Listen6: 2},
 			"port 0 cannot be intercepted"},
 	}
