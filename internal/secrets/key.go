@@ -11,22 +11,23 @@ import (
 
 // Key is an API key. Its value is reachable only through Reveal: String,
 // GoString, every fmt verb, slog and JSON/text marshalling print a redacted
-// form carrying the fingerprint. The value sits behind a pointer so that even
-// fmt's reflection over a struct holding a Key in an unexported field prints
-// an address, not the value. The zero Key is empty.
+// form carrying the fingerprint. The value is held only by a closure: fmt's
+// reflection, which bypasses the methods of a Key held in an unexported
+// struct field, prints a function as an address, never what it captured.
+// The zero Key is empty.
 type Key struct {
 	d *keyData
 }
 
 type keyData struct {
-	value string
+	value func() string
 	fp    string
 }
 
 // NewKey makes a Key from a value that has passed ValidateValue. It does
 // not validate; Store and Set do.
 func NewKey(value string) Key {
-	return Key{d: &keyData{value: value, fp: fingerprint(value)}}
+	return Key{d: &keyData{value: func() string { return value }, fp: fingerprint(value)}}
 }
 
 // Reveal returns the raw key. Call it only to write the credential onto an
@@ -35,11 +36,11 @@ func (k Key) Reveal() string {
 	if k.d == nil {
 		return ""
 	}
-	return k.d.value
+	return k.d.value()
 }
 
 // IsZero reports whether k holds no key.
-func (k Key) IsZero() bool { return k.d == nil || k.d.value == "" }
+func (k Key) IsZero() bool { return k.d == nil || k.d.value() == "" }
 
 // Fingerprint identifies the key without revealing it: "sha256:" and the
 // first 12 hex digits of the SHA-256 of the value; "" for the zero Key.
