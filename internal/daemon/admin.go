@@ -32,9 +32,9 @@ var ErrBadRequest = errors.New("bad request")
 // maxBody bounds admin request bodies; they hold one namespace spec.
 const maxBody = 64 << 10
 
-// NewHandler returns the admin API over c. extra, when not nil, serves every
-// other path (for example /metrics).
-func NewHandler(c Controller, logger *slog.Logger, extra http.Handler) http.Handler {
+// NewHandler returns the admin API over c. metrics, when not nil, serves
+// GET /metrics.
+func NewHandler(c Controller, logger *slog.Logger, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathAttach, func(w http.ResponseWriter, r *http.Request) {
 		spec, ok := readNetns(w, r)
@@ -59,8 +59,8 @@ func NewHandler(c Controller, logger *slog.Logger, extra http.Handler) http.Hand
 		res, err := c.Reload(r.Context())
 		reply(w, logger, res, err)
 	})
-	if extra != nil {
-		mux.Handle("/", extra)
+	if metrics != nil {
+		mux.Handle("GET "+PathMetrics, metrics)
 	}
 	return mux
 }

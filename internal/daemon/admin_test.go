@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -69,7 +70,7 @@ func startAdmin(t *testing.T, c Controller) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(NewHandler(c, nil, nil), nil)
+	srv := NewServer(NewHandler(c, nil, metricsHandler(c)), nil)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return sock
@@ -218,4 +219,32 @@ func TestListenSocket(t *testing.T) {
 		t.Fatalf("ListenSocket over a stale socket: %v", err)
 	}
 	ln2.Close()
+}
+
+func TestMetrics(t *testing.T) {
+	fc := &fakeController{}
+	sock := startAdmin(t, fc)
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	resp, err := hc.Get("http://x" + PathMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"hermes_netd_requests_total 3\n",
+		"hermes_netd_attached_namespaces 1\n",
+		`hermes_netd_connections_total{netns="sb1"} 0` + "\n",
+		`hermes_netd_provider_key_loaded{provider="openai"} 1` + "\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, b)
+		}
+	}
 }

@@ -12,6 +12,7 @@ const (
 	PathDetach = "/v1/detach" // POST NetnsRequest -> DetachResult
 	PathStatus = "/v1/status" // GET -> Status
 	PathReload = "/v1/reload" // POST -> ReloadResult
+	PathMetrics = "/metrics"  // GET, Prometheus text format
 )
 
 // NetnsRequest names a namespace: a name under /var/run/netns, a path, or pid:N.
@@ -40,6 +41,8 @@ type DetachResult struct {
 // ReloadResult answers a reload.
 type ReloadResult struct {
 	Config string `json:"config"`
+	// NeedsRestart names changed settings that only apply at start.
+	NeedsRestart []string `json:"needs_restart,omitempty"`
 }
 
 // ProviderStatus says whether a provider can inject. It never holds a key.
