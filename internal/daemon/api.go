@@ -8,11 +8,11 @@ import (
 
 // Admin API paths. Every body is JSON; failures answer {"error": "..."}.
 const (
-	PathAttach = "/v1/attach" // POST NetnsRequest -> Attachment
-	PathDetach = "/v1/detach" // POST NetnsRequest -> DetachResult
-	PathStatus = "/v1/status" // GET -> Status
-	PathReload = "/v1/reload" // POST -> ReloadResult
-	PathMetrics = "/metrics"  // GET, Prometheus text format
+	PathAttach  = "/v1/attach" // POST NetnsRequest -> Attachment
+	PathDetach  = "/v1/detach" // POST NetnsRequest -> DetachResult
+	PathStatus  = "/v1/status" // GET -> Status
+	PathReload  = "/v1/reload" // POST -> ReloadResult
+	PathMetrics = "/metrics"   // GET, Prometheus text format
 )
 
 // NetnsRequest names a namespace: a name under /var/run/netns, a path, or pid:N.
