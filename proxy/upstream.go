@@ -14,7 +14,7 @@ import (
 )
 
 // ErrUpstreamRefused is wrapped by every refusal of the SSRF guard.
-var ErrUpstreamRefused = errors.New("upstream address refused")
+var ErrUpstreamRefused = errors.New("address refused by the SSRF guard")
 
 // blockedRanges are the non-public ranges the guard refuses. The proxy dials
 // from the host's namespace, where these reach the host itself and its LAN.
