@@ -155,7 +155,8 @@ func ensureLink(pinDir, cgroup string, a attachment, prog *ebpf.Program) (link.L
 
 // updateLink swaps prog into a pinned link after checking that the link is the
 // one expected: same hook, same cgroup.
-func updateLink(l link.Link, pin, cgroup string, a attachment, prog *ebpf.Program) (link.Link, error) {
+func updateLink(l link.Link, pin, cgroup string, a attachment,
+	prog *ebpf.Program) (link.Link, error) {
 	info, err := l.Info()
 	if err != nil {
 		l.Close()
