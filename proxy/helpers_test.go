@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,7 +85,9 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	if code == 0 && !strings.Contains(logs, `"msg":"Request"`) {
+	// With the whole suite run, the check must have had something to look at.
+	if code == 0 && flag.Lookup("test.run").Value.String() == "" &&
+		!strings.Contains(logs, `"msg":"Request"`) {
 		fmt.Fprintln(os.Stderr, "FAIL: the suite wrote no request record; the key check saw nothing")
 		code = 1
 	}
