@@ -70,8 +70,8 @@ func LoadOrCreateWith(dir string, opts Options) (*Authority, error) {
 		opts.LeafValidity = DefaultLeafValidity
 	}
 	if opts.LeafValidity < 0 || opts.LeafValidity > MaxLeafValidity {
-		return nil, fmt.Errorf("leaf validity %s: must be between 1s and 397 days",
-			opts.LeafValidity)
+		return nil, fmt.Errorf("leaf validity %s (%.1f days): must be positive and at "+
+			"most 397 days", opts.LeafValidity, opts.LeafValidity.Hours()/24)
 	}
 	if opts.Validity < 0 {
 		return nil, fmt.Errorf("ca validity %s: must be positive", opts.Validity)
