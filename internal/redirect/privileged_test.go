@@ -68,7 +68,7 @@ func hermesPrograms(t testing.TB) map[ebpf.ProgramID]string {
 
 // newRedirector makes a Redirector in mode with its own pin dir, and at cleanup
 // uninstalls it and asserts that none of its pins or cgroup attachments remain.
-func newRedirector(t *testing.T, mode redirect.Mode) *redirect.Redirector {
+func newRedirector(t testing.TB, mode redirect.Mode) *redirect.Redirector {
 	t.Helper()
 	nstest.RequireRoot(t)
 	pinDir := filepath.Join(netsetup.BPFFSRoot, nstest.UniqueName("pin"))
@@ -110,7 +110,7 @@ func newRedirector(t *testing.T, mode redirect.Mode) *redirect.Redirector {
 	return r
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
