@@ -121,9 +121,9 @@ func yamlError(name string, err error) error {
 	if errors.As(err, &te) {
 		msgs := make([]string, 0, len(te.Errors))
 		for _, e := range te.Errors {
-			msgs = append(msgs, name+":"+describe(e))
+			msgs = append(msgs, "config "+name+":"+describe(e))
 		}
-		return fmt.Errorf("config %s", strings.Join(msgs, "\n"))
+		return errors.New(strings.Join(msgs, "\n"))
 	}
 	if m := syntaxLineRE.FindStringSubmatch(err.Error()); m != nil {
 		return fmt.Errorf("config %s:%s: %s", name, m[1], m[2])
@@ -138,8 +138,8 @@ func describe(e string) string {
 	}
 	line, msg := m[1], m[2]
 	if u := unknownRE.FindStringSubmatch(msg); u != nil {
-		return line + ": unknown field " + u[1] + "; see testdata/example.yaml for the " +
-			"fields that exist"
+		return line + ": unknown field " + u[1] + " (check its spelling and indentation; " +
+			"internal/config/testdata/example.yaml lists every field)"
 	}
 	if u := unmarshalToRE.FindStringSubmatch(msg); u != nil {
 		return line + ": " + fmt.Sprintf("value %q is not %s", u[2], kindName(u[3]))

@@ -191,6 +191,10 @@ func (v *validator) duration(path []string, s string) time.Duration {
 func (v *validator) caFiles(files []string) {
 	for i, name := range files {
 		path := []string{"upstream_ca_files", strconv.Itoa(i)}
+		if !filepath.IsAbs(name) {
+			v.fail(path, "%q must be an absolute path", name)
+			continue
+		}
 		data, err := os.ReadFile(name)
 		if err != nil {
 			v.fail(path, "reading %s: %v", name, err)

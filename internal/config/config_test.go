@@ -1,0 +1,322 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/hermes-netd/hermes-netd/internal/providers"
+)
+
+func TestExampleLoads(t *testing.T) {
+	c, err := Load("testdata/example.yaml")
+	if err != nil {
+		t.Fatalf("Load(example.yaml): %v", err)
+	}
+	want := &Config{
+		Source:      "testdata/example.yaml",
+		StateDir:    "/var/lib/hermes",
+		SecretsDir:  "/etc/hermes/secrets",
+		Socket:      "/run/hermes/netd.sock",
+		Mode:        "auto",
+		Ports:       []uint16{443},
+		Default:     "deny",
+		Passthrough: []string{"pypi.org", "files.pythonhosted.org", "*.githubusercontent.com"},
+		Providers: map[string]ProviderConfig{
+			"openai": {Key: "openai-team"},
+			"nim":    {Domains: []string{"integrate.api.nvidia.com", "ai.api.nvidia.com"}},
+			"github": {Disabled: true},
+			"corp-llm": {
+				Domains: []string{"llm.corp.example.com", "*.inference.corp.example.com"},
+				Key:     "corp-llm",
+				Form: &FormConfig{Kind: "header", Header: "X-Corp-Token",
+					Format: "Token {key}"},
+				StripQuery: []string{"access_token"},
+			},
+			"corp-search": {Domains: []string{"search.corp.example.com"},
+				Form: &FormConfig{Kind: "basic", User: "api"}},
+			"corp-maps": {Domains: []string{"maps.corp.example.com"},
+				Form: &FormConfig{Kind: "query", Param: "apikey"}},
+		},
+		UpstreamCAFiles: []string{},
+		AllowUpstream: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"),
+			netip.MustParsePrefix("fd00:18::/64")},
+		Timeouts: Timeouts{Handshake: 10 * time.Second, ReadHeader: 30 * time.Second,
+			Idle: 5 * time.Minute, UpstreamIdle: 90 * time.Second},
+		RateLimits: RateLimits{
+			Providers: map[string]Limit{"openai": {RPS: 20, Burst: 40},
+				"nim": {RPS: 5, Burst: 5}},
+			Sandbox:   &Limit{RPS: 10, Burst: 20},
+			Sandboxes: map[string]Limit{"ci-runner": {RPS: 0.5, Burst: 2}},
+		},
+		Audit: Audit{File: "/var/log/hermes/audit.jsonl"},
+	}
+	if diff := cmp.Diff(want, c, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+		t.Errorf("example config (-want +got):\n%s", diff)
+	}
+
+	cat, err := c.Catalog()
+	if err != nil {
+		t.Fatalf("Catalog: %v", err)
+	}
+	got := map[string]providers.Provider{}
+	for _, p := range cat.All() {
+		got[p.Name] = p
+	}
+	if _, ok := got["github"]; ok {
+		t.Error("disabled provider github is still in the catalog")
+	}
+	wantSome := map[string]providers.Provider{
+		"openai": {Name: "openai", Domains: []string{"api.openai.com"}, Key: "openai-team",
+			Form: providers.Form{Kind: "header", Header: "Authorization",
+				Format: "Bearer {key}"}},
+		"nim": {Name: "nim",
+			Domains: []string{"integrate.api.nvidia.com", "ai.api.nvidia.com"},
+			Form: providers.Form{Kind: "header", Header: "Authorization",
+				Format: "Bearer {key}"}},
+		"corp-llm": {Name: "corp-llm", Key: "corp-llm",
+			Domains:    []string{"llm.corp.example.com", "*.inference.corp.example.com"},
+			Form:       providers.Form{Kind: "header", Header: "X-Corp-Token", Format: "Token {key}"},
+			StripQuery: []string{"access_token"}},
+		"corp-search": {Name: "corp-search", Domains: []string{"search.corp.example.com"},
+			Form: providers.Form{Kind: "basic", User: "api"}},
+		"corp-maps": {Name: "corp-maps", Domains: []string{"maps.corp.example.com"},
+			Form: providers.Form{Kind: "query", Param: "apikey"}},
+	}
+	for name, want := range wantSome {
+		if diff := cmp.Diff(want, got[name]); diff != "" {
+			t.Errorf("catalog provider %s (-want +got):\n%s", name, diff)
+		}
+	}
+	if p, ok := cat.Match("x.inference.corp.example.com"); !ok || p.Name != "corp-llm" {
+		t.Errorf("Match(x.inference.corp.example.com) = %v, %v; want corp-llm", p, ok)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	if _, err := os.Stat(DefaultPath); err == nil {
+		t.Skipf("%s exists on this machine", DefaultPath)
+	}
+	c, err := Load("")
+	if err != nil {
+		t.Fatalf(`Load("") with no file at the default path: %v`, err)
+	}
+	if diff := cmp.Diff(Default(), c); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+
+	missing := filepath.Join(t.TempDir(), "netd.yaml")
+	if _, err := Load(missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Load(%s) error = %v; want an error naming the file", missing, err)
+	}
+}
+
+func TestEmptyFileGivesDefaults(t *testing.T) {
+	for _, data := range []string{"", "# only a comment\n", "{}\n"} {
+		c, err := Parse([]byte(data), "empty.yaml")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", data, err)
+		}
+		want := Default()
+		want.Source = "empty.yaml"
+		if diff := cmp.Diff(want, c); diff != "" {
+			t.Errorf("Parse(%q) (-want +got):\n%s", data, diff)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := Default()
+	if c.DefaultPassthrough() {
+		t.Error("default is passthrough; want deny")
+	}
+	cat, err := c.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(cat.All()), len(providers.Builtin()); got != want {
+		t.Errorf("default catalog has %d providers, want the %d built in", got, want)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string // substrings of the error
+	}{
+		{"unknown top-level field", "mode: nft\nmdoe: auto\n",
+			[]string{"bad.yaml:2: unknown field mdoe"}},
+		{"unknown nested field", "timeouts:\n  handshake: 5s\n  idel: 1m\n",
+			[]string{"bad.yaml:3: unknown field idel"}},
+		{"unknown provider field", "providers:\n  openai:\n    domain: [a.example.com]\n",
+			[]string{"bad.yaml:3: unknown field domain"}},
+		{"syntax", "mode: auto\nports: [443\n", []string{"bad.yaml:"}},
+		{"tab indentation", "timeouts:\n\thandshake: 5s\n", []string{"bad.yaml:2"}},
+		{"wrong type", "ports: 443\n", []string{"bad.yaml:1:", "is not a list"}},
+		{"wrong scalar type", "strict: maybe\n", []string{"bad.yaml:1:", "true or false"}},
+		{"mode", "mode: bpf\n",
+			[]string{"bad.yaml:1: mode:", `"bpf" is not allowed; use one of auto, ebpf, nft`}},
+		{"default", "default: allow\n",
+			[]string{"bad.yaml:1: default:", "use one of deny, passthrough"}},
+		{"port zero", "ports: [443, 0]\n",
+			[]string{"bad.yaml:1: ports[1]: port 0 is out of range; use 1-65535"}},
+		{"port too big", "ports:\n  - 443\n  - 70000\n",
+			[]string{"bad.yaml:3: ports[1]: port 70000 is out of range; use 1-65535"}},
+		{"port twice", "ports: [443, 443]\n", []string{"ports[1]: port 443 is listed twice"}},
+		{"no ports", "ports: []\n", []string{"ports: list at least one TCP port"}},
+		{"duration", "timeouts:\n  idle: 5 minutes\n",
+			[]string{"bad.yaml:2: timeouts.idle:", "write it like 30s"}},
+		{"zero duration", "timeouts:\n  handshake: 0s\n",
+			[]string{"timeouts.handshake:", "not a positive duration"}},
+		{"negative duration", "timeouts:\n  read_header: -1s\n",
+			[]string{"timeouts.read_header:", "not a positive duration"}},
+		{"cidr", "allow_upstream:\n  - 198.18.0.0/15\n  - 10.0.0.1\n",
+			[]string{"bad.yaml:3: allow_upstream[1]:", "is not a CIDR prefix"}},
+		{"relative path", "state_dir: var/lib/hermes\n",
+			[]string{"state_dir:", "must be an absolute path"}},
+		{"relative audit file", "audit:\n  file: audit.log\n",
+			[]string{"bad.yaml:2: audit.file:", "absolute path"}},
+		{"missing ca file", "upstream_ca_files: [/nonexistent/ca.pem]\n",
+			[]string{"upstream_ca_files[0]: reading /nonexistent/ca.pem"}},
+		{"passthrough pattern", "passthrough: [\"a.*.example.com\"]\n",
+			[]string{"passthrough[0]:", "use an exact name"}},
+		{"passthrough overlaps provider", "passthrough:\n  - pypi.org\n  - api.openai.com\n",
+			[]string{"bad.yaml:3: passthrough[1]:", "overlaps provider openai"}},
+		{"new provider without domains", "providers:\n  corp:\n    key: corp\n",
+			[]string{"bad.yaml:2: providers:", "provider corp is not built in, so it " +
+				"needs domains"}},
+		{"provider domains overlap", "providers:\n  corp:\n    domains: [api.openai.com]\n",
+			[]string{"providers:", `provider corp domain "api.openai.com" overlaps ` +
+				`provider openai`}},
+		{"bad form kind", "providers:\n  openai:\n    form: {kind: cookie}\n",
+			[]string{"providers:", `form kind "cookie": must be header, basic or query`}},
+		{"bad provider name", "providers:\n  Corp:\n    domains: [a.example.com]\n",
+			[]string{`provider name "Corp"`}},
+		{"rate for unknown provider", "rate_limits:\n  providers:\n    opena: {rps: 1}\n",
+			[]string{"bad.yaml:3: rate_limits.providers.opena:", `no provider named "opena"`}},
+		{"rate zero", "rate_limits:\n  sandbox: {rps: 0}\n",
+			[]string{"rate_limits.sandbox.rps:", "must be a positive number"}},
+		{"rate negative burst", "rate_limits:\n  sandboxes:\n    a: {rps: 1, burst: -1}\n",
+			[]string{"rate_limits.sandboxes.a.burst:", "negative"}},
+		{"two documents", "mode: auto\n---\nmode: nft\n", []string{"more than one YAML"}},
+		{"several problems at once", "mode: x\ndefault: y\n",
+			[]string{"mode:", "default:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "bad.yaml")
+			if err == nil {
+				t.Fatalf("Parse succeeded, want an error containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "config.file") ||
+				strings.Contains(err.Error(), "[]int") {
+				t.Errorf("error %q leaks Go type names", err)
+			}
+		})
+	}
+}
+
+func TestProviderOverrides(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want providers.Provider
+	}{
+		{"format only keeps header", "providers:\n  openai:\n    form: {format: \"Token {key}\"}\n",
+			providers.Provider{Name: "openai", Domains: []string{"api.openai.com"},
+				Form: providers.Form{Kind: "header", Header: "Authorization",
+					Format: "Token {key}"}}},
+		{"other kind starts afresh", "providers:\n  anthropic:\n    form: {kind: query, param: k}\n",
+			providers.Provider{Name: "anthropic", Domains: []string{"api.anthropic.com"},
+				Form: providers.Form{Kind: "query", Param: "k"}}},
+		{"strip_query replaced", "providers:\n  gemini:\n    strip_query: [key, api_key]\n",
+			providers.Provider{Name: "gemini",
+				Domains: []string{"generativelanguage.googleapis.com"},
+				Form: providers.Form{Kind: "header", Header: "x-goog-api-key",
+					Format: "{key}"},
+				StripQuery: []string{"key", "api_key"}}},
+		{"new provider gets bearer", "providers:\n  corp:\n    domains: [a.corp.example.com]\n",
+			providers.Provider{Name: "corp", Domains: []string{"a.corp.example.com"},
+				Form: providers.Form{Kind: "header", Header: "Authorization",
+					Format: "Bearer {key}"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "t.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cat, err := c.Catalog()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := cat.Provider(tt.want.Name)
+			if !ok {
+				t.Fatalf("no provider %s in the catalog", tt.want.Name)
+			}
+			if diff := cmp.Diff(tt.want, *got); diff != "" {
+				t.Errorf("provider (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestUpstreamCAFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(good, selfSignedPEM(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte("upstream_ca_files: ["+good+"]\n"), "t.yaml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if _, err := c.UpstreamRoots(); err != nil {
+		t.Errorf("UpstreamRoots: %v", err)
+	}
+
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("nothing here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse([]byte("upstream_ca_files:\n  - "+junk+"\n"), "t.yaml")
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:2: upstream_ca_files[0]: "+
+		junk+" holds no PEM certificate") {
+		t.Errorf("Parse with a junk CA file: %v", err)
+	}
+}
+
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1),
+		Subject: pkix.Name{CommonName: "test root"}, NotBefore: time.Now(),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
