@@ -3,6 +3,7 @@
 package netsetup_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -126,8 +127,7 @@ func TestPrivilegedCookie(t *testing.T) {
 func TestPrivilegedEnsureLoopbackUp(t *testing.T) {
 	nstest.RequireRoot(t)
 	name := nstest.UniqueName("lo")
-	nstest.Run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { nstest.DeleteNS(t, name) })
+	nstest.AddNS(t, name)
 	ns, err := netsetup.Open(name)
 	if err != nil {
 		t.Fatal(err)
@@ -270,4 +270,58 @@ func nftList(t *testing.T, name string) string {
 		}
 	}
 	return b.String()
+}
+
+func TestPrivilegedCgroup2Root(t *testing.T) {
+	nstest.RequireRoot(t)
+	root, err := netsetup.Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(root, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Errorf("Cgroup2Root() = %s, which is not a cgroup2 mount", root)
+	}
+}
+
+func TestPrivilegedEnsureBPFFS(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := filepath.Join(netsetup.BPFFSRoot, nstest.UniqueName("fs"), "pins")
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(dir)) })
+
+	for range 2 {
+		if err := netsetup.EnsureBPFFS(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil || sfs.Type != unix.BPF_FS_MAGIC {
+		t.Errorf("%s: statfs %v, type %#x; want a dir on bpffs", dir, err, sfs.Type)
+	}
+
+	elsewhere := filepath.Join(t.TempDir(), "pins")
+	if err := netsetup.EnsureBPFFS(elsewhere); err == nil ||
+		!strings.Contains(err.Error(), "is not on bpffs") {
+		t.Errorf("EnsureBPFFS(%s) = %v, want an error saying it is not on bpffs", elsewhere, err)
+	}
+}
+
+func TestPrivilegedDialWantsIPLiteral(t *testing.T) {
+	ns, _ := nstest.NewNS(t, "dl")
+	_, err := ns.Dial(context.Background(), "tcp", "example.com:443")
+	if err == nil || !strings.Contains(err.Error(), "want ip:port") {
+		t.Errorf("Dial with a host name: %v, want an error asking for an IP literal", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if left := nstest.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "namespaces left behind: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
 }

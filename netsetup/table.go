@@ -35,7 +35,7 @@ type TableConfig struct {
 	// A zero Listen4 or Listen6 means there is no listener for that family (say,
 	// IPv6 is disabled in the netns): its intercepted TCP is then rejected, never
 	// let through. At least one of them must be set.
-	Strict  bool     // also reject all other egress except loopback and DNS (53)
+	Strict bool // also reject all other egress except loopback and DNS (53)
 }
 
 // Table is the whole table TableRules builds: what EnsureTable installs.

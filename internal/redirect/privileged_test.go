@@ -370,3 +370,12 @@ func TestPrivilegedModeChoice(t *testing.T) {
 		t.Errorf("pin dir %s left behind after Uninstall (%v)", autoPins, err)
 	}
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if left := nstest.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "namespaces left behind: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
+}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,14 +61,32 @@ func Run(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+var (
+	createdMu sync.Mutex
+	created   []string
+)
+
+// Leftovers returns the namespaces this process created through nstest that still
+// exist. A TestMain calls it after m.Run to assert the suite cleaned up.
+func Leftovers() []string {
+	createdMu.Lock()
+	defer createdMu.Unlock()
+	var left []string
+	for _, name := range created {
+		if _, err := os.Stat("/var/run/netns/" + name); err == nil {
+			left = append(left, name)
+		}
+	}
+	return left
+}
+
 // NewNS creates a named netns with its loopback up, opens it, and removes both
 // when the test ends.
 func NewNS(t testing.TB, prefix string) (*netsetup.NS, string) {
 	t.Helper()
 	RequireRoot(t)
 	name := UniqueName(prefix)
-	Run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { DeleteNS(t, name) })
+	AddNS(t, name)
 
 	ns, err := netsetup.Open(name)
 	if err != nil {
@@ -78,6 +97,17 @@ func NewNS(t testing.TB, prefix string) (*netsetup.NS, string) {
 		t.Fatalf("loopback up: %v", err)
 	}
 	return ns, name
+}
+
+// AddNS creates the named netns (loopback down) and deletes it when the test ends.
+func AddNS(t testing.TB, name string) {
+	t.Helper()
+	RequireRoot(t)
+	createdMu.Lock()
+	created = append(created, name)
+	createdMu.Unlock()
+	Run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { DeleteNS(t, name) })
 }
 
 // DeleteNS deletes a named netns; a missing one is fine.
