@@ -183,6 +183,13 @@ func (u *upstream) addr(t testing.TB) netip.AddrPort {
 // nil for a handler answering 200 "ok".
 func newUpstream(t testing.TB, tca *testCA, h http.HandlerFunc, names ...string) *upstream {
 	t.Helper()
+	return newUpstreamProto(t, tca, h, true, names...)
+}
+
+// newUpstreamProto is newUpstream with HTTP/2 on or off.
+func newUpstreamProto(t testing.TB, tca *testCA, h http.HandlerFunc, h2 bool,
+	names ...string) *upstream {
+	t.Helper()
 	u := &upstream{}
 	if h == nil {
 		h = func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }
@@ -195,7 +202,7 @@ func newUpstream(t testing.TB, tca *testCA, h http.HandlerFunc, names ...string)
 			u.mu.Unlock()
 			h(w, r)
 		}))
-	u.EnableHTTP2 = true
+	u.EnableHTTP2 = h2
 	u.TLS = &tls.Config{Certificates: []tls.Certificate{tca.leaf(t, names...)}}
 	u.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
 	u.StartTLS()
