@@ -45,7 +45,10 @@ func (c *Config) Catalog() (*providers.Catalog, error) {
 	for _, name := range added {
 		pc := c.Providers[name]
 		if pc.Disabled {
-			continue
+			// Why: disabling a name that is not built in does nothing, which
+			// is almost certainly a typo the operator wants to hear about.
+			return nil, fmt.Errorf("provider %s is disabled but not built in "+
+				"(built-in providers: %s)", name, builtinNames())
 		}
 		if len(pc.Domains) == 0 {
 			return nil, fmt.Errorf("provider %s is not built in, so it needs domains "+

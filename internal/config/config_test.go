@@ -201,6 +201,10 @@ func TestErrors(t *testing.T) {
 		{"provider domains overlap", "providers:\n  corp:\n    domains: [api.openai.com]\n",
 			[]string{"providers:", `provider corp domain "api.openai.com" overlaps ` +
 				`provider openai`}},
+		{"disable unknown provider", "providers:\n  githb:\n    disabled: true\n",
+			[]string{"provider githb is disabled but not built in"}},
+		{"empty domains for built-in", "providers:\n  openai:\n    domains: []\n",
+			[]string{"provider openai: no domains"}},
 		{"bad form kind", "providers:\n  openai:\n    form: {kind: cookie}\n",
 			[]string{"providers:", `form kind "cookie": must be header, basic or query`}},
 		{"bad provider name", "providers:\n  Corp:\n    domains: [a.example.com]\n",

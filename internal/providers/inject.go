@@ -60,6 +60,9 @@ func (p *Provider) Inject(out *http.Request, key secrets.Key) {
 			out.SetBasicAuth(p.Form.User, key.Reveal())
 		}
 	case FormQuery:
+		if out.URL == nil {
+			out.URL = &url.URL{}
+		}
 		kv := url.QueryEscape(p.Form.Param) + "=" + url.QueryEscape(key.Reveal())
 		if out.URL.RawQuery == "" {
 			out.URL.RawQuery = kv
