@@ -52,7 +52,7 @@ func TestSplitRoutesDecisionRecordsToAudit(t *testing.T) {
 }
 
 func TestCounters(t *testing.T) {
-	c := NewCounters("inject")
+	c := NewCounters("inject", "passthrough")
 	logger := slog.New(Split(NewHandler(&bytes.Buffer{}), slog.DiscardHandler, c))
 	for range 3 {
 		logger.Info("Request", KeySandbox, "sb1", KeyProvider, "openai", KeyMethod, "GET",
@@ -61,19 +61,23 @@ func TestCounters(t *testing.T) {
 	logger.Info("Request", KeySandbox, "sb2", KeyProvider, "anthropic", KeyMethod, "GET",
 		KeyDecision, "refuse", KeyReason, "authority_mismatch")
 	logger.Info("Connection", KeySandbox, "sb2", KeyDecision, "refuse", KeyReason, "no_sni")
-	logger.Info("Connection", KeySandbox, "sb2", KeyDecision, "passthrough")
+	logger.Info("Connection", KeySandbox, "sb2", KeyDecision, "passthrough",
+		KeyReason, "on the passthrough list")
+	logger.Info("Request", KeySandbox, "sb1", KeyProvider, "openai", KeyMethod, "GET",
+		KeyDecision, "no_credential", KeyReason, "no usable key: no key named openai")
 
 	want := Snapshot{
-		Requests:  4,
-		Refused:   map[string]uint64{"authority_mismatch": 1, "no_sni": 1},
+		Requests:  5,
+		Refused:   map[string]uint64{"refuse": 2, "no_credential": 1},
 		Injected:  map[string]uint64{"openai": 3},
-		Decisions: map[string]uint64{"inject": 3, "refuse": 2, "passthrough": 1},
+		Decisions: map[string]uint64{"inject": 3, "refuse": 2, "passthrough": 1,
+			"no_credential": 1},
 	}
 	if diff := cmp.Diff(want, c.Snapshot()); diff != "" {
 		t.Errorf("snapshot (-want +got):\n%s", diff)
 	}
-	if got := c.SandboxRequests("sb1"); got != 3 {
-		t.Errorf("SandboxRequests(sb1) = %d, want 3", got)
+	if got := c.SandboxRequests("sb1"); got != 4 {
+		t.Errorf("SandboxRequests(sb1) = %d, want 4", got)
 	}
 	var nilC *Counters
 	if got := nilC.Snapshot(); got.Refused == nil || got.Requests != 0 {

@@ -8,7 +8,8 @@ import (
 // Counters tallies decision records. The zero value is not usable; use NewCounters.
 // A nil *Counters ignores everything, so callers need not check.
 type Counters struct {
-	injectDecisions map[string]bool
+	inject  string          // decision of a request forwarded with a key
+	allowed map[string]bool // decisions that are not refusals
 
 	mu        sync.Mutex
 	requests  uint64
@@ -18,19 +19,21 @@ type Counters struct {
 	decisions map[string]uint64
 }
 
-// NewCounters returns empty counters. injectDecisions are the decision values
-// that mean "a credential was injected"; a request record with one of them and a
-// provider counts as an injection for that provider.
-func NewCounters(injectDecisions ...string) *Counters {
+// NewCounters returns empty counters. inject is the decision value that means
+// "forwarded with the provider's key"; a request record with it counts as an
+// injection for its provider. Records whose decision is neither inject nor one
+// of allowed (such as a passthrough) count as refusals.
+func NewCounters(inject string, allowed ...string) *Counters {
 	c := &Counters{
-		injectDecisions: map[string]bool{},
-		bySandbox:       map[string]uint64{},
-		refused:         map[string]uint64{},
-		injected:        map[string]uint64{},
-		decisions:       map[string]uint64{},
+		inject:    inject,
+		allowed:   map[string]bool{inject: true},
+		bySandbox: map[string]uint64{},
+		refused:   map[string]uint64{},
+		injected:  map[string]uint64{},
+		decisions: map[string]uint64{},
 	}
-	for _, d := range injectDecisions {
-		c.injectDecisions[d] = true
+	for _, d := range allowed {
+		c.allowed[d] = true
 	}
 	return c
 }
@@ -39,8 +42,9 @@ func NewCounters(injectDecisions ...string) *Counters {
 type Snapshot struct {
 	// Requests counts request records (those naming an HTTP method).
 	Requests uint64 `json:"requests"`
-	// Refused counts records that carry a reason, by reason: refused
-	// connections and refused requests alike.
+	// Refused counts refused connections and requests by their decision (the
+	// proxy's reason class, such as deny or no_credential; the free-text
+	// reason is in the audit line).
 	Refused map[string]uint64 `json:"refused"`
 	// Injected counts requests that got a credential, by provider.
 	Injected map[string]uint64 `json:"injected"`
@@ -82,15 +86,15 @@ func (c *Counters) observe(f fields) {
 	defer c.mu.Unlock()
 
 	c.decisions[f.decision]++
-	if f.reason != "" {
-		c.refused[f.reason]++
+	if !c.allowed[f.decision] {
+		c.refused[f.decision]++
 	}
 	if f.method == "" {
 		return
 	}
 	c.requests++
 	c.bySandbox[f.sandbox]++
-	if f.provider != "" && c.injectDecisions[f.decision] {
+	if f.provider != "" && f.decision == c.inject {
 		c.injected[f.provider]++
 	}
 }
