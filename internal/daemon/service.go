@@ -1,0 +1,119 @@
+//go:build linux
+
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/hermes-netd/hermes-netd/internal/audit"
+	"github.com/hermes-netd/hermes-netd/internal/config"
+	"github.com/hermes-netd/hermes-netd/internal/providers"
+	"github.com/hermes-netd/hermes-netd/internal/secrets"
+)
+
+// service holds what Run built, for status and reloads.
+type service struct {
+	path     string
+	parts    *parts
+	kern     *redirectKernel
+	counters *audit.Counters
+	log      *slog.Logger
+
+	mu  sync.Mutex
+	cfg *config.Config
+}
+
+func (s *service) config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+func (s *service) source() string {
+	if src := s.config().Source; src != "" {
+		return src
+	}
+	return "(defaults: no " + s.path + ")"
+}
+
+// fill completes a Status with the mode, providers and counters.
+func (s *service) fill(st *Status) {
+	st.Mode, st.ModeReason = s.kern.Mode(), s.kern.ModeReason()
+	st.Config = s.source()
+	st.Counters = s.counters.Snapshot()
+
+	cat, err := s.config().Catalog()
+	if err != nil { // validated at load; cannot fail for a loaded config
+		s.log.Error("Building catalog for status", "error", err)
+		return
+	}
+	st.Providers = providerStatus(cat.All(), s.parts.keys.List())
+}
+
+// providerStatus pairs each provider with its key's state; never the key.
+func providerStatus(ps []providers.Provider, keys []secrets.Entry) []ProviderStatus {
+	out := make([]ProviderStatus, 0, len(ps))
+	for _, p := range ps {
+		ps := ProviderStatus{Name: p.Name, Domains: slices.Clone(p.Domains), Key: p.KeyName()}
+		i := slices.IndexFunc(keys, func(e secrets.Entry) bool { return e.Name == ps.Key })
+		switch {
+		case i < 0:
+		case keys[i].Err != nil:
+			ps.Problem = keys[i].Err.Error()
+		default:
+			ps.Loaded, ps.Fingerprint = true, keys[i].Fingerprint
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// reload reads the config again and swaps the proxy's policy. What the running
+// daemon cannot change (directories, socket, mode, ports, audit file) is logged
+// as needing a restart.
+func (s *service) reload(ctx context.Context) (ReloadResult, error) {
+	cfg, err := config.Load(s.path)
+	if err != nil {
+		return ReloadResult{}, err
+	}
+	policy, err := policyOf(cfg)
+	if err != nil {
+		return ReloadResult{}, err
+	}
+	if err := s.parts.proxy.SetPolicy(policy); err != nil {
+		return ReloadResult{}, err
+	}
+
+	s.mu.Lock()
+	old := s.cfg
+	s.cfg = cfg
+	s.mu.Unlock()
+
+	restart := needsRestart(old, cfg)
+	s.log.Info("Reloaded configuration", "config", s.source(),
+		"providers", len(policy.Catalog.All()), "needs_restart", restart)
+	return ReloadResult{Config: s.source(), NeedsRestart: restart}, nil
+}
+
+// needsRestart names the settings that differ and only apply at start.
+func needsRestart(a, b *config.Config) []string {
+	var out []string
+	check := func(name string, same bool) {
+		if !same {
+			out = append(out, name)
+		}
+	}
+	check("state_dir", a.StateDir == b.StateDir)
+	check("secrets_dir", a.SecretsDir == b.SecretsDir)
+	check("socket", a.Socket == b.Socket)
+	check("mode", a.Mode == b.Mode)
+	check("ports", slices.Equal(a.Ports, b.Ports))
+	check("strict", a.Strict == b.Strict)
+	check("upstream_ca_files", slices.Equal(a.UpstreamCAFiles, b.UpstreamCAFiles))
+	check("timeouts", a.Timeouts == b.Timeouts)
+	check("audit.file", a.Audit.File == b.Audit.File)
+	return out
+}
