@@ -67,9 +67,9 @@ func TestCounters(t *testing.T) {
 		KeyDecision, "no_credential", KeyReason, "no usable key: no key named openai")
 
 	want := Snapshot{
-		Requests:  5,
-		Refused:   map[string]uint64{"refuse": 2, "no_credential": 1},
-		Injected:  map[string]uint64{"openai": 3},
+		Requests: 5,
+		Refused:  map[string]uint64{"refuse": 2, "no_credential": 1},
+		Injected: map[string]uint64{"openai": 3},
 		Decisions: map[string]uint64{"inject": 3, "refuse": 2, "passthrough": 1,
 			"no_credential": 1},
 	}
