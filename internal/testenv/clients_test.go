@@ -1,0 +1,136 @@
+//go:build linux
+
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hermes-netd/hermes-netd/internal/testenv/fakeapi"
+)
+
+// TestPrivilegedRealClients shows that the e2e suite's real clients (the
+// official OpenAI Node SDK and Python's urllib) get along with the fake
+// OpenAI API when they talk to it directly, with the right key, and get its
+// 401 with the dummy key they carry in the suite.
+func TestPrivilegedRealClients(t *testing.T) {
+	needRoot(t)
+	e := New(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	testdata, err := filepath.Abs("../e2e/testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("node openai SDK streams", func(t *testing.T) {
+		dir := filepath.Join(testdata, "node")
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai")); err != nil {
+			t.Skipf("the openai npm package is not installed: run vagrant/provision.sh "+
+				"or `npm install` in %s", dir)
+		}
+		node := func(key string) *exec.Cmd {
+			cmd := e.SandboxCmd(ctx, "node", filepath.Join(dir, "openai-stream.mjs"))
+			cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+e.UpstreamCAFile())
+			if key != "" {
+				cmd.Env = append(cmd.Env, "OPENAI_STREAM_API_KEY="+key)
+			}
+			return cmd
+		}
+
+		out := run(t, node(e.Key(fakeapi.OpenAI)))
+		type streamLine struct {
+			T      float64
+			Chunk  json.RawMessage
+			Done   bool
+			Chunks int
+			Text   string
+		}
+		var lines []streamLine
+		sc := bufio.NewScanner(strings.NewReader(out))
+		for sc.Scan() {
+			var line streamLine
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				t.Fatalf("line %q: %v", sc.Text(), err)
+			}
+			lines = append(lines, line)
+		}
+		// role chunk, one chunk per piece, finish chunk, then the summary.
+		if want := len(fakeapi.ReplyPieces) + 3; len(lines) != want {
+			t.Fatalf("%d lines, want %d:\n%s", len(lines), want, out)
+		}
+		last := lines[len(lines)-1]
+		if !last.Done || last.Chunks != len(lines)-1 {
+			t.Errorf("summary %+v, want done with %d chunks", last, len(lines)-1)
+		}
+		if diff := cmp.Diff(fakeapi.Reply, last.Text); diff != "" {
+			t.Errorf("streamed text (-want +got):\n%s", diff)
+		}
+		for i := 1; i < len(lines); i++ {
+			if lines[i].T < lines[i-1].T {
+				t.Errorf("line %d has an earlier timestamp than line %d", i, i-1)
+			}
+		}
+		// The server pauses DefaultChunkDelay after each chunk, so chunks
+		// that arrive one by one are spread over at least half of that per
+		// gap; chunks held back and delivered together would not be.
+		spread := time.Duration((lines[len(lines)-2].T - lines[0].T) * float64(time.Millisecond))
+		if min := fakeapi.DefaultChunkDelay / 2 * time.Duration(len(lines)-2); spread < min {
+			t.Errorf("chunks arrived within %v, want at least %v: not one by one", spread, min)
+		}
+
+		cmd := node("")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		var exit *exec.ExitError
+		if err := cmd.Run(); !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+			!strings.Contains(stderr.String(), `"status":401`) {
+			t.Errorf("with sk-dummy: %v, stderr %q; want exit 1 and status 401",
+				err, stderr.String())
+		}
+	})
+
+	t.Run("python urllib", func(t *testing.T) {
+		py := func(key string) *exec.Cmd {
+			cmd := e.SandboxCmd(ctx, "python3", filepath.Join(testdata, "py", "client.py"))
+			cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.UpstreamCAFile())
+			if key != "" {
+				cmd.Env = append(cmd.Env, "CLIENT_API_KEY="+key)
+			}
+			return cmd
+		}
+
+		var answer struct {
+			Object  string
+			Choices []struct{ Message struct{ Content string } }
+		}
+		out := run(t, py(e.Key(fakeapi.OpenAI)))
+		if err := json.Unmarshal([]byte(out), &answer); err != nil {
+			t.Fatalf("answer %q: %v", out, err)
+		}
+		if answer.Object != "chat.completion" || len(answer.Choices) != 1 ||
+			answer.Choices[0].Message.Content != fakeapi.Reply {
+			t.Errorf("answer %s, want one chat.completion choice saying %q", out, fakeapi.Reply)
+		}
+
+		cmd := py("")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		var exit *exec.ExitError
+		if err := cmd.Run(); !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+			!strings.Contains(stderr.String(), `"status": 401`) {
+			t.Errorf("with sk-dummy: %v, stderr %q; want exit 1 and status 401",
+				err, stderr.String())
+		}
+	})
+}
