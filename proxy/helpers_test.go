@@ -22,6 +22,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,6 +157,9 @@ type upstream struct {
 	*httptest.Server
 	mu   sync.Mutex
 	reqs []*http.Request // headers and URL of each request received
+	// active counts connections on which the upstream began reading a
+	// request (http.StateActive): zero means no request byte ever arrived.
+	active atomic.Int64
 }
 
 func (u *upstream) count() int {
@@ -204,6 +208,11 @@ func newUpstreamProto(t testing.TB, tca *testCA, h http.HandlerFunc, h2 bool,
 		}))
 	u.EnableHTTP2 = h2
 	u.TLS = &tls.Config{Certificates: []tls.Certificate{tca.leaf(t, names...)}}
+	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateActive {
+			u.active.Add(1)
+		}
+	}
 	u.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
 	u.StartTLS()
 	t.Cleanup(u.Close)
