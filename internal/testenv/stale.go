@@ -79,8 +79,8 @@ func ownerAlive(id string) bool {
 }
 
 // CleanupStale removes what runs whose process is gone left behind:
-// namespaces named hermes-e2e-<id>-*, their /etc/netns directories and owner
-// files. Runs of live processes are left alone. It returns the names removed.
+// namespaces named hermes-e2e-<id>-*, their /etc/netns directories,
+// temporary directories and owner files. Runs of live processes are left alone. It returns the names removed.
 func CleanupStale() ([]string, error) {
 	entries, err := os.ReadDir(netsetup.NetnsDir)
 	if err != nil && !os.IsNotExist(err) {
@@ -116,6 +116,18 @@ func CleanupStale() ([]string, error) {
 			continue
 		}
 		dir := filepath.Join("/etc/netns", ent.Name())
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(os.TempDir(), Prefix+"*"))
+	for _, dir := range tmps {
+		id, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(dir), Prefix), "-")
+		if !ok || alive[id] || ownerAlive(id) {
+			continue
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))
 			continue

@@ -33,6 +33,12 @@ var roles = []Role{Host, Sandbox, Inet}
 // 198.18.0.0/15 (RFC 2544, benchmarking) and all IPv6 ones in 2001:db8::/32
 // (RFC 3849, documentation), so nothing here can collide with a real network.
 var (
+	// FakeInternet4 and FakeInternet6 hold every address of the topology: a
+	// daemon under test that guards against requests to private ranges must
+	// be told to allow them upstream.
+	FakeInternet4 = netip.MustParsePrefix("198.18.0.0/15")
+	FakeInternet6 = netip.MustParsePrefix("2001:db8::/32")
+
 	SandboxAddr4     = netip.MustParsePrefix("198.19.1.2/30")
 	HostSandboxAddr4 = netip.MustParsePrefix("198.19.1.1/30")
 	HostInetAddr4    = netip.MustParsePrefix("198.19.2.1/30")

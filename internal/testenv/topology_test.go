@@ -283,11 +283,8 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 	needRoot(t)
 	live := New(t, Options{})
 
-	// A dead run: its owner was a process that has exited.
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
+	// A dead run: its owner file names pid 999999999, which cannot exist
+	// (pid_max is at most 2^22).
 	deadID := "dead" + live.ID()
 	name := Prefix + deadID + "-sandbox"
 	if err := addNamespace(name); err != nil {
@@ -299,6 +296,11 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(etc) })
+	tmp := filepath.Join(os.TempDir(), Prefix+deadID+"-123")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	owner := filepath.Join(ownerDir, deadID)
 	if err := os.WriteFile(owner, []byte("999999999 1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -308,10 +310,10 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{name, etc}, removed); diff != "" {
+	if diff := cmp.Diff([]string{name, etc, tmp}, removed); diff != "" {
 		t.Errorf("removed (-want +got):\n%s", diff)
 	}
-	for _, p := range []string{filepath.Join("/var/run/netns", name), etc, owner} {
+	for _, p := range []string{filepath.Join("/var/run/netns", name), etc, tmp, owner} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s remains after CleanupStale (stat: %v)", p, err)
 		}
