@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 )
 
 // TestPrivilegedRealClients shows that the e2e suite's real clients (the
-// official OpenAI Node SDK and Python's urllib) get along with the fake
+// official OpenAI Node SDK, Go's net/http and Python's urllib) get along with the fake
 // OpenAI API when they talk to it directly, with the right key, and get its
 // 401 with the dummy key they carry in the suite.
 func TestPrivilegedRealClients(t *testing.T) {
@@ -97,6 +98,47 @@ func TestPrivilegedRealClients(t *testing.T) {
 			!strings.Contains(stderr.String(), `"status":401`) {
 			t.Errorf("with sk-dummy: %v, stderr %q; want exit 1 and status 401",
 				err, stderr.String())
+		}
+	})
+
+	t.Run("go net/http", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "goclient")
+		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		build := exec.CommandContext(ctx, gobin, "build", "-o", bin, "./goclient")
+		build.Dir = testdata
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building goclient: %v\n%s", err, out)
+		}
+		for _, tt := range []struct {
+			args   []string
+			status int
+			proto  string
+		}{
+			{[]string{"-key", e.Key(fakeapi.OpenAI)}, 200, "HTTP/2.0"},
+			{[]string{"-key", e.Key(fakeapi.OpenAI), "-http1"}, 200, "HTTP/1.1"},
+			{nil, 401, "HTTP/2.0"},
+		} {
+			cmd := e.SandboxCmd(ctx, bin, tt.args...)
+			cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.UpstreamCAFile())
+			out, _ := cmd.Output()
+			var got struct {
+				Status int
+				Proto  string
+				Body   struct {
+					Choices []struct{ Message struct{ Content string } }
+				}
+			}
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatalf("goclient %q: output %q: %v", tt.args, out, err)
+			}
+			if got.Status != tt.status || got.Proto != tt.proto {
+				t.Errorf("goclient %q: %d over %s, want %d over %s", tt.args, got.Status,
+					got.Proto, tt.status, tt.proto)
+			}
+			if tt.status == 200 && (len(got.Body.Choices) != 1 ||
+				got.Body.Choices[0].Message.Content != fakeapi.Reply) {
+				t.Errorf("goclient %q: answer %s lacks the reply", tt.args, out)
+			}
 		}
 	})
 
