@@ -65,12 +65,7 @@ func TestBuiltBinaryDaemonNotRunning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "hermes-netd")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
+	bin := buildBinary(t)
 	sock := filepath.Join(shortDir(t), "netd.sock")
 	cmd := exec.Command(bin, "attach", "--socket", sock, "sb1")
 	var stdout, stderr bytes.Buffer
@@ -84,6 +79,17 @@ func TestBuiltBinaryDaemonNotRunning(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q; want nothing, %q", stdout.String(), stderr.String(),
 			notRunningLine(sock))
 	}
+}
+
+// buildBinary builds hermes-netd into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hermes-netd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func TestUsageErrors(t *testing.T) {
