@@ -174,12 +174,3 @@ func (n *NS) doLocked(fn func() error) error {
 
 // String returns the spec, for logs.
 func (n *NS) String() string { return n.spec }
-
-// sameFile reports whether path names the namespace n (used by tests and checks).
-func (n *NS) sameFile(path string) (bool, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return false, err
-	}
-	return st.Dev == n.dev && st.Ino == n.ino, nil
-}

@@ -120,3 +120,68 @@ func TestPrivilegedOriginalDstNotRedirected(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivilegedNftStrict: strict mode still redirects the intercepted ports and
+// lets DNS out, and refuses every other egress at once.
+func TestPrivilegedNftStrict(t *testing.T) {
+	w := nstest.NewWorld(t, 443, 80, 53)
+	l4, l6 := proxyListeners(t, w.Sandbox)
+	cfg := netsetup.TableConfig{Listen4: port(l4), Listen6: port(l6), Strict: true}
+	if err := w.Sandbox.EnsureTable(cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	allowed := []struct{ network, addr, want string }{
+		{"tcp", "198.18.0.10:443", "proxy 198.18.0.10:443"},
+		{"tcp", "[2001:db8::10]:443", "proxy [2001:db8::10]:443"},
+		{"tcp", "198.18.0.10:53", "inet 53"},
+		{"tcp", "[2001:db8::10]:53", "inet 53"},
+	}
+	for _, tt := range allowed {
+		if got, err := nstest.Ask(w.Sandbox, tt.network, tt.addr); err != nil || got != tt.want {
+			t.Errorf("strict, %s: got %q, %v; want %q", tt.addr, got, err, tt.want)
+		}
+	}
+	for _, addr := range []string{"198.18.0.10:53", "[2001:db8::10]:53"} {
+		if err := nstest.UDPRefused(w.Sandbox, addr, 2*time.Second); err != nil {
+			t.Errorf("strict, udp %s (DNS) refused: %v", addr, err)
+		}
+	}
+
+	for _, addr := range []string{"198.18.0.10:80", "[2001:db8::10]:80"} {
+		start := time.Now()
+		got, err := nstest.Ask(w.Sandbox, "tcp", addr)
+		if err == nil {
+			t.Errorf("strict, tcp %s: got %q, want it refused", addr, got)
+		} else if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("strict, tcp %s: refused after %v, want at once", addr, d)
+		}
+	}
+	if err := nstest.UDPRefused(w.Sandbox, "198.18.0.10:80", 2*time.Second); err == nil {
+		t.Error("strict, udp 80 not refused")
+	}
+}
+
+// TestPrivilegedNftOneFamily: with no IPv6 listener, intercepted IPv6 TCP is
+// refused at once (never let through), IPv4 is redirected, other ports untouched.
+func TestPrivilegedNftOneFamily(t *testing.T) {
+	w := nstest.NewWorld(t, 443, 80)
+	l4, _ := proxyListeners(t, w.Sandbox)
+	if err := w.Sandbox.EnsureTable(netsetup.TableConfig{Listen4: port(l4)}); err != nil {
+		t.Fatal(err)
+	}
+
+	if got, err := nstest.Ask(w.Sandbox, "tcp", "198.18.0.10:443"); got != "proxy 198.18.0.10:443" {
+		t.Errorf("v4 443: got %q, %v; want the listener", got, err)
+	}
+	if got, err := nstest.Ask(w.Sandbox, "tcp", "[2001:db8::10]:80"); got != "inet 80" {
+		t.Errorf("v6 80: got %q, %v; want the fake internet", got, err)
+	}
+	start := time.Now()
+	got, err := nstest.Ask(w.Sandbox, "tcp", "[2001:db8::10]:443")
+	if err == nil {
+		t.Errorf("v6 443 without a v6 listener: got %q, want it refused", got)
+	} else if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("v6 443 refused after %v (%v), want at once", d, err)
+	}
+}

@@ -85,7 +85,9 @@ type Rule struct {
 // and makes the sending syscall fail with EPERM at once, so clients fall back to
 // TCP immediately instead of waiting for a timeout. Strict mode rejects whatever
 // else leaves the namespace except loopback, DNS and the ICMPv6 neighbour
-// discovery that IPv6 DNS needs to reach its resolver.
+// discovery that IPv6 DNS needs to reach its resolver; TCP is refused with a
+// reset rather than an ICMP error, since ICMPv6 errors are rate-limited and a
+// second refused connect() within a second would otherwise hang for a retry.
 //
 // Both chains keep policy accept: the table only ever narrows what the sandbox can
 // do through its explicit rules, so other tables in the namespace are unaffected.
@@ -113,7 +115,7 @@ func TableRules(cfg TableConfig) (Table, error) {
 		Type:     nftables.ChainTypeFilter,
 		Hook:     *nftables.ChainHookOutput,
 		Priority: *nftables.ChainPriorityFilter,
-		Rules:    filterRules(cfg.Strict),
+		Rules:    filterRules(cfg),
 	}
 	return Table{Name: TableName, Ports: ports, Chains: []Chain{nat, filter}}, nil
 }
@@ -140,21 +142,8 @@ var (
 // natRules: leave connections to the listener alone, send the rest of the
 // intercepted TCP ports to the listener of their family.
 func natRules(cfg TableConfig) []Rule {
-	var rules []Rule
-	for _, l := range []struct {
-		addr netip.Addr
-		port uint16
-		ip   string
-	}{{loopback4, cfg.Listen4, "ip"}, {loopback6, cfg.Listen6, "ip6"}} {
-		if l.port == 0 {
-			continue
-		}
-		rules = append(rules, Rule{
-			Nft:   fmt.Sprintf("%s daddr %s tcp dport %d accept", l.ip, l.addr, l.port),
-			Exprs: join(ipDaddr(l.addr), l4proto(unix.IPPROTO_TCP), dport(l.port), accept()),
-		})
-	}
-	return append(rules, dnatRule(loopback4, cfg.Listen4), dnatRule(loopback6, cfg.Listen6))
+	return append(listenerAccepts(cfg),
+		dnatRule(loopback4, cfg.Listen4), dnatRule(loopback6, cfg.Listen6))
 }
 
 // dnatRule rewrites intercepted TCP of to's family to to:port; with no port (no
@@ -165,11 +154,12 @@ func dnatRule(to netip.Addr, port uint16) Rule {
 		family, name, text = unix.NFPROTO_IPV6, "ipv6", fmt.Sprintf("ip6 to [%s]:%d", to, port)
 	}
 	if port == 0 {
+		// nft 1.0 lists this rule without its "meta nfproto" match (it takes the
+		// match for a dependency of the reject), though the kernel has it.
 		return Rule{
-			Nft: fmt.Sprintf("meta nfproto %s tcp dport @%s reject with icmpx admin-prohibited",
-				name, PortsSetName),
+			Nft: fmt.Sprintf("tcp dport @%s reject with tcp reset", PortsSetName),
 			Exprs: join(nfproto(byte(family)), l4proto(unix.IPPROTO_TCP), dportInSet(),
-				rejectAdmin()),
+				rejectReset()),
 		}
 	}
 	return Rule{
@@ -185,18 +175,22 @@ func dnatRule(to netip.Addr, port uint16) Rule {
 }
 
 // filterRules: reject UDP to the intercepted ports; in strict mode, everything
-// that is not loopback, DNS or neighbour discovery.
-func filterRules(strict bool) []Rule {
+// that is not loopback, the listeners, DNS or neighbour discovery.
+func filterRules(cfg TableConfig) []Rule {
 	rules := []Rule{{
 		Nft:   fmt.Sprintf("udp dport @%s reject with icmpx admin-prohibited", PortsSetName),
 		Exprs: join(l4proto(unix.IPPROTO_UDP), dportInSet(), rejectAdmin()),
 	}}
-	if !strict {
+	if !cfg.Strict {
 		return rules
 	}
 
+	rules = append(rules, Rule{Nft: `oifname "lo" accept`, Exprs: join(oifname("lo"), accept())})
+	// A connection the nat chain sent to a listener still shows its first
+	// interface here (the output hook's device is fixed before the chains run), so
+	// the listeners are let through by address.
+	rules = append(rules, listenerAccepts(cfg)...)
 	rules = append(rules,
-		Rule{Nft: `oifname "lo" accept`, Exprs: join(oifname("lo"), accept())},
 		Rule{Nft: "udp dport 53 accept", Exprs: join(l4proto(unix.IPPROTO_UDP), dport(53), accept())},
 		Rule{Nft: "tcp dport 53 accept", Exprs: join(l4proto(unix.IPPROTO_TCP), dport(53), accept())},
 	)
@@ -209,7 +203,31 @@ func filterRules(strict bool) []Rule {
 			Exprs: join(l4proto(unix.IPPROTO_ICMPV6), icmpType(nd.typ), accept()),
 		})
 	}
-	return append(rules, Rule{Nft: "reject with icmpx admin-prohibited", Exprs: rejectAdmin()})
+	return append(rules,
+		Rule{Nft: "meta l4proto tcp reject with tcp reset",
+			Exprs: join(l4proto(unix.IPPROTO_TCP), rejectReset())},
+		Rule{Nft: "reject with icmpx admin-prohibited", Exprs: rejectAdmin()},
+	)
+}
+
+// listenerAccepts accepts TCP aimed at the listeners (127.0.0.1:Listen4 and
+// [::1]:Listen6); a zero port has no rule.
+func listenerAccepts(cfg TableConfig) []Rule {
+	var rules []Rule
+	for _, l := range []struct {
+		addr netip.Addr
+		port uint16
+		ip   string
+	}{{loopback4, cfg.Listen4, "ip"}, {loopback6, cfg.Listen6, "ip6"}} {
+		if l.port == 0 {
+			continue
+		}
+		rules = append(rules, Rule{
+			Nft:   fmt.Sprintf("%s daddr %s tcp dport %d accept", l.ip, l.addr, l.port),
+			Exprs: join(ipDaddr(l.addr), l4proto(unix.IPPROTO_TCP), dport(l.port), accept()),
+		})
+	}
+	return rules
 }
 
 func join(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
@@ -261,6 +279,13 @@ func oifname(name string) []expr.Any {
 }
 
 func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
+
+// rejectReset answers TCP with a reset: connect() fails at once with
+// ECONNREFUSED, where an ICMP error may be rate-limited (ICMPv6 especially) and
+// leave the client waiting for its SYN retransmission.
+func rejectReset() []expr.Any {
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
+}
 
 func rejectAdmin() []expr.Any {
 	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH,

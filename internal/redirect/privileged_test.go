@@ -72,7 +72,6 @@ func newRedirector(t testing.TB, mode redirect.Mode) *redirect.Redirector {
 	t.Helper()
 	nstest.RequireRoot(t)
 	pinDir := filepath.Join(netsetup.BPFFSRoot, nstest.UniqueName("pin"))
-	before := hermesPrograms(t)
 
 	r, err := redirect.New(redirect.Options{Mode: mode, PinDir: pinDir,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
@@ -82,14 +81,18 @@ func newRedirector(t testing.TB, mode redirect.Mode) *redirect.Redirector {
 	if r.Mode() != mode {
 		t.Fatalf("New(%s) chose mode %s", mode, r.Mode())
 	}
-	ours := map[ebpf.ProgramID]string{}
-	for id, name := range hermesPrograms(t) {
-		if _, old := before[id]; !old {
-			ours[id] = name
+
+	// Our programs are those behind the links pinned in our pin dir (other suites
+	// may attach hermes programs of their own at the same time).
+	ours := pinnedPrograms(t, pinDir)
+	attached := hermesPrograms(t)
+	for id, name := range ours {
+		if _, ok := attached[id]; !ok {
+			t.Errorf("pinned program %s (id %d) is not attached to the cgroup2 root", name, id)
 		}
 	}
 	if mode == redirect.ModeEBPF && len(ours) != len(cgroupAttachTypes) {
-		t.Errorf("ebpf mode attached %d hermes programs (%v), want %d", len(ours), ours,
+		t.Errorf("ebpf mode pinned %d links (%v), want %d", len(ours), ours,
 			len(cgroupAttachTypes))
 	}
 
@@ -108,6 +111,26 @@ func newRedirector(t testing.TB, mode redirect.Mode) *redirect.Redirector {
 		}
 	})
 	return r
+}
+
+// pinnedPrograms returns the programs of the links pinned in pinDir.
+func pinnedPrograms(t testing.TB, pinDir string) map[ebpf.ProgramID]string {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(pinDir, "link_*"))
+	progs := map[ebpf.ProgramID]string{}
+	for _, path := range paths {
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			t.Fatalf("loading pinned link: %v", err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			t.Fatalf("link info of %s: %v", path, err)
+		}
+		progs[info.Program] = filepath.Base(path)
+	}
+	return progs
 }
 
 type testWriter struct{ t testing.TB }
