@@ -142,25 +142,21 @@ var (
 // natRules: leave connections to the listener alone, send the rest of the
 // intercepted TCP ports to the listener of their family.
 func natRules(cfg TableConfig) []Rule {
-	return append(listenerAccepts(cfg),
-		dnatRule(loopback4, cfg.Listen4), dnatRule(loopback6, cfg.Listen6))
+	rules := listenerAccepts(cfg)
+	if cfg.Listen4 != 0 {
+		rules = append(rules, dnatRule(loopback4, cfg.Listen4))
+	}
+	if cfg.Listen6 != 0 {
+		rules = append(rules, dnatRule(loopback6, cfg.Listen6))
+	}
+	return rules
 }
 
-// dnatRule rewrites intercepted TCP of to's family to to:port; with no port (no
-// listener for the family) it rejects that TCP instead.
+// dnatRule rewrites intercepted TCP of to's family to to:port.
 func dnatRule(to netip.Addr, port uint16) Rule {
 	family, name, text := uint32(unix.NFPROTO_IPV4), "ipv4", fmt.Sprintf("ip to %s:%d", to, port)
 	if to.Is6() {
 		family, name, text = unix.NFPROTO_IPV6, "ipv6", fmt.Sprintf("ip6 to [%s]:%d", to, port)
-	}
-	if port == 0 {
-		// nft 1.0 lists this rule without its "meta nfproto" match (it takes the
-		// match for a dependency of the reject), though the kernel has it.
-		return Rule{
-			Nft: fmt.Sprintf("tcp dport @%s reject with tcp reset", PortsSetName),
-			Exprs: join(nfproto(byte(family)), l4proto(unix.IPPROTO_TCP), dportInSet(),
-				rejectReset()),
-		}
 	}
 	return Rule{
 		Nft: fmt.Sprintf("meta nfproto %s tcp dport @%s dnat %s", name, PortsSetName, text),
@@ -174,6 +170,19 @@ func dnatRule(to netip.Addr, port uint16) Rule {
 	}
 }
 
+// noListenerRule refuses intercepted TCP of a family that has no listener, so it
+// is never let through. It lives in the filter chain: the kernel does not act on
+// reject verdicts in a nat chain.
+func noListenerRule(family byte) Rule {
+	// nft 1.0 lists this rule without its "meta nfproto" match (it takes the match
+	// for a dependency of the reject), though the kernel has it.
+	return Rule{
+		Nft: fmt.Sprintf("tcp dport @%s reject with tcp reset", PortsSetName),
+		Exprs: join(nfproto(family), l4proto(unix.IPPROTO_TCP), dportInSet(),
+			rejectReset()),
+	}
+}
+
 // filterRules: reject UDP to the intercepted ports; in strict mode, everything
 // that is not loopback, the listeners, DNS or neighbour discovery.
 func filterRules(cfg TableConfig) []Rule {
@@ -181,6 +190,12 @@ func filterRules(cfg TableConfig) []Rule {
 		Nft:   fmt.Sprintf("udp dport @%s reject with icmpx admin-prohibited", PortsSetName),
 		Exprs: join(l4proto(unix.IPPROTO_UDP), dportInSet(), rejectAdmin()),
 	}}
+	if cfg.Listen4 == 0 {
+		rules = append(rules, noListenerRule(unix.NFPROTO_IPV4))
+	}
+	if cfg.Listen6 == 0 {
+		rules = append(rules, noListenerRule(unix.NFPROTO_IPV6))
+	}
 	if !cfg.Strict {
 		return rules
 	}
