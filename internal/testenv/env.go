@@ -65,7 +65,8 @@ type Env struct {
 }
 
 // New builds a topology for a test and removes it when the test ends. It
-// skips the test when not run as root.
+// skips the test when not run as root. It first removes what killed runs
+// left behind (see CleanupStale).
 func New(t testing.TB, opts Options) *Env {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -73,6 +74,11 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
+	removed, err := CleanupStale()
+	if len(removed) > 0 || err != nil {
+		opts.Logger.Warn("Removed leftovers of killed test runs", "removed", removed,
+			"error", err)
 	}
 	e, err := Start(opts)
 	if err != nil {

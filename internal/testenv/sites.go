@@ -166,16 +166,7 @@ const resolvConf = "# written by hermes-netd's testenv\nnameserver 198.18.0.53\n
 
 // writeNetnsEtc writes /etc/netns/<sandbox>/{hosts,resolv.conf}.
 func (e *Env) writeNetnsEtc() error {
-	dir := e.NetnsEtcDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
 	e.madeEtc = true
-	files := map[string]string{"hosts": hostsFile(), "resolv.conf": resolvConf}
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-		}
-	}
-	return nil
+	return writeShared(e.NetnsEtcDir(),
+		map[string]string{"hosts": hostsFile(), "resolv.conf": resolvConf})
 }

@@ -24,14 +24,34 @@ func writeOwner(id string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(ownerDir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", ownerDir, err)
-	}
 	text := fmt.Sprintf("%d %s\n", os.Getpid(), start)
-	if err := os.WriteFile(filepath.Join(ownerDir, id), []byte(text), 0o644); err != nil {
+	if err := writeShared(ownerDir, map[string]string{id: text}); err != nil {
 		return fmt.Errorf("writing owner of run %s: %w", id, err)
 	}
 	return nil
+}
+
+// writeShared writes files into dir, creating it. dir is shared with other
+// runs, whose Close removes it when it is empty; the few attempts cover the
+// moment between creating it and filling it.
+func writeShared(dir string, files map[string]string) error {
+	var err error
+	for range 3 {
+		if err = os.MkdirAll(dir, 0o755); err != nil {
+			continue
+		}
+		for name, text := range files {
+			path := filepath.Join(dir, name)
+			if err = os.WriteFile(path, []byte(text), 0o644); err != nil {
+				err = fmt.Errorf("writing %s: %w", path, err)
+				break
+			}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return err
 }
 
 func removeOwner(id string) error {

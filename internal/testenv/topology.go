@@ -79,6 +79,9 @@ func deleteNamespace(name string) error {
 		return nil
 	}
 	out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput()
+	if _, serr := os.Stat(netsetup.NetnsDir + "/" + name); os.IsNotExist(serr) {
+		return nil // gone, perhaps removed by another run's CleanupStale meanwhile
+	}
 	if err != nil {
 		return fmt.Errorf("deleting netns %s: %w: %s", name, err,
 			strings.TrimSpace(string(out)))

@@ -310,8 +310,11 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{name, etc, tmp}, removed); diff != "" {
-		t.Errorf("removed (-want +got):\n%s", diff)
+	// Another suite's CleanupStale may beat this one to some of the items.
+	for _, r := range removed {
+		if !slices.Contains([]string{name, etc, tmp}, r) {
+			t.Errorf("CleanupStale removed %s, which is not of the dead run", r)
+		}
 	}
 	for _, p := range []string{filepath.Join("/var/run/netns", name), etc, tmp, owner} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
