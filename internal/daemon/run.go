@@ -65,6 +65,15 @@ func Run(ctx context.Context, o RunOptions) error {
 	o.setDefaults()
 	logger := o.Logger
 
+	// Signals are caught from the start: SIGHUP's default action would kill a
+	// daemon that is still loading.
+	if o.Signals == nil {
+		ch := make(chan os.Signal, 4)
+		signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		o.Signals = ch
+	}
+
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		return err
@@ -236,12 +245,6 @@ func policyOf(cfg *config.Config) (*proxy.Policy, error) {
 
 // waitForStop returns on SIGTERM, SIGINT or ctx done; SIGHUP reloads.
 func waitForStop(ctx context.Context, sigs <-chan os.Signal, s *service, log *slog.Logger) {
-	if sigs == nil {
-		ch := make(chan os.Signal, 4)
-		signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-		defer signal.Stop(ch)
-		sigs = ch
-	}
 	for {
 		select {
 		case <-ctx.Done():

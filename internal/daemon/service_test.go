@@ -1,0 +1,53 @@
+//go:build linux
+
+package daemon
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hermes-netd/hermes-netd/internal/config"
+	"github.com/hermes-netd/hermes-netd/internal/providers"
+	"github.com/hermes-netd/hermes-netd/internal/secrets"
+)
+
+func TestProviderStatus(t *testing.T) {
+	ps := []providers.Provider{
+		{Name: "openai", Domains: []string{"api.openai.com"}},
+		{Name: "nim", Domains: []string{"integrate.api.nvidia.com"}, Key: "nvidia"},
+		{Name: "anthropic", Domains: []string{"api.anthropic.com"}},
+	}
+	keys := []secrets.Entry{
+		{Name: "anthropic", Err: errors.New("anthropic.key is mode 0644; chmod 600 it")},
+		{Name: "nvidia", Fingerprint: "sha256:aaaaaaaaaaaa"},
+		{Name: "unused", Fingerprint: "sha256:bbbbbbbbbbbb"},
+	}
+	want := []ProviderStatus{
+		{Name: "openai", Domains: []string{"api.openai.com"}, Key: "openai"},
+		{Name: "nim", Domains: []string{"integrate.api.nvidia.com"}, Key: "nvidia",
+			Loaded: true, Fingerprint: "sha256:aaaaaaaaaaaa"},
+		{Name: "anthropic", Domains: []string{"api.anthropic.com"}, Key: "anthropic",
+			Problem: "anthropic.key is mode 0644; chmod 600 it"},
+	}
+	if diff := cmp.Diff(want, providerStatus(ps, keys)); diff != "" {
+		t.Errorf("providerStatus (-want +got):\n%s", diff)
+	}
+}
+
+func TestNeedsRestart(t *testing.T) {
+	a := config.Default()
+	b := config.Default()
+	b.Passthrough = []string{"pypi.org"} // policy: applied by the reload
+	b.Mode = "nft"
+	b.Ports = []uint16{443, 8443}
+	b.Audit.File = "/var/log/hermes/audit.log"
+	want := []string{"mode", "ports", "audit.file"}
+	if diff := cmp.Diff(want, needsRestart(a, b)); diff != "" {
+		t.Errorf("needsRestart (-want +got):\n%s", diff)
+	}
+	if got := needsRestart(a, config.Default()); len(got) != 0 {
+		t.Errorf("needsRestart(same) = %v, want none", got)
+	}
+}
