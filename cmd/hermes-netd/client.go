@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -39,7 +40,7 @@ func newAttachCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := cl.Attach(cmd.Context(), args[0])
+			a, err := cl.Attach(cmd.Context(), netnsArg(args[0]))
 			if err != nil {
 				return err
 			}
@@ -67,7 +68,7 @@ func newDetachCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.Detach(cmd.Context(), args[0])
+			res, err := cl.Detach(cmd.Context(), netnsArg(args[0]))
 			if err != nil {
 				return err
 			}
@@ -130,6 +131,19 @@ func newReloadCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// netnsArg makes a relative path absolute, since the daemon resolves specs from
+// its own working directory. Names (no '/') and pid:N pass through.
+func netnsArg(spec string) string {
+	if !strings.ContainsRune(spec, '/') || filepath.IsAbs(spec) ||
+		strings.HasPrefix(spec, "pid:") {
+		return spec
+	}
+	if abs, err := filepath.Abs(spec); err == nil {
+		return abs
+	}
+	return spec
 }
 
 func ports(r daemon.Record) string {

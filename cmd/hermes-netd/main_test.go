@@ -354,6 +354,25 @@ func TestClientCommands(t *testing.T) {
 	}
 }
 
+func TestNetnsArg(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"sb1":                  "sb1",
+		"pid:42":               "pid:42",
+		"/proc/42/ns/net":      "/proc/42/ns/net",
+		"run/netns/sb1":        filepath.Join(wd, "run/netns/sb1"),
+		"./sb1":                filepath.Join(wd, "sb1"),
+		"/var/run/netns/../x/": "/var/run/netns/../x/",
+	} {
+		if got := netnsArg(in); got != want {
+			t.Errorf("netnsArg(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestStatusOutput(t *testing.T) {
 	sock := startFakeDaemon(t)
 	code, out, errOut := cli(t, "", "--socket", sock, "status")
