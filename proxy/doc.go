@@ -21,6 +21,20 @@
 // them. Redirects are never followed: they go back to the client, whose next
 // connection is judged on its own.
 //
+// Answers the proxy itself gives on an intercepted connection, each with a
+// JSON body {"error":{"type":...,"message":...}} in the shape provider SDKs
+// parse:
+//
+//   - 421 hermes_misdirected_request: the request's authority is not the SNI.
+//   - 503 hermes_no_credential: the provider has no usable key. 503, not 502,
+//     because nothing upstream failed: the host is not configured for it yet.
+//     The request is never forwarded.
+//   - 502 hermes_upstream_error: the upstream could not be reached, failed TLS
+//     verification, was refused by the SSRF guard, or failed before sending
+//     response headers. After headers, the response is aborted instead
+//     (HTTP/1.1 connection closed mid-body, HTTP/2 stream reset), so a
+//     truncated stream never looks complete.
+//
 // The proxy writes one slog record per intercepted request, per passthrough
 // connection and per refused connection; attribute keys are in logkeys.go. No
 // header is ever logged, and no credential appears in a record, an error or a

@@ -117,6 +117,12 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			st := r.Context().Value(reqStateKey{}).(*reqState)
 			return s.transportFor(st.info.origin.Dst).RoundTrip(r)
 		}),
+		// Alt-Svc would send clients to HTTP/3 over UDP, which interception
+		// rejects; they would fall back, but only after a wasted attempt.
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del("Alt-Svc")
+			return nil
+		},
 		// Flush every write at once: server-sent events and token streams
 		// must reach the client as the upstream sends them.
 		FlushInterval: -1,

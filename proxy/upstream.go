@@ -42,6 +42,9 @@ var blockedRanges = []struct {
 // proxy's own listeners (always: that would loop) or in a blocked range the
 // policy does not allow.
 func (s *Server) checkUpstream(addr netip.AddrPort, p *Policy) error {
+	if !addr.IsValid() || addr.Port() == 0 {
+		return fmt.Errorf("%w: no original destination (%v)", ErrUpstreamRefused, addr)
+	}
 	a := addr.Addr().Unmap()
 	if s.isListener(netip.AddrPortFrom(a, addr.Port())) {
 		return fmt.Errorf("%w: %v is the proxy's own listener", ErrUpstreamRefused, addr)

@@ -6,8 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/hermes-netd/hermes-netd/internal/secrets"
 )
 
 // An upstream whose certificate names another host must never see the
@@ -201,5 +204,34 @@ func TestUpstreamFailureAfterHeadersAborts(t *testing.T) {
 		if r[KeyDecision] != DecisionUpstreamErr {
 			t.Errorf("record decision %v, want %s", r[KeyDecision], DecisionUpstreamErr)
 		}
+	}
+}
+
+func TestSanitizeErrorDropsURLAndKey(t *testing.T) {
+	key := secrets.NewKey("AIzaSECRETquerykey")
+	err := &url.Error{Op: "Get", URL: "https://generativelanguage.googleapis.com/v1?key=AIzaSECRETquerykey",
+		Err: errors.New("dial tcp: connection refused")}
+	if got := sanitizeError(err, key); got != "dial tcp: connection refused" {
+		t.Errorf("got %q", got)
+	}
+	if got := sanitizeError(errors.New("odd AIzaSECRETquerykey echo"), key); strings.Contains(got, "SECRET") {
+		t.Errorf("key survived: %q", got)
+	}
+}
+
+func TestAltSvcRemoved(t *testing.T) {
+	tca := newTestCA(t)
+	up := newUpstream(t, tca, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Alt-Svc", `h3=":443"; ma=86400`)
+	}, "api.openai.com")
+	e := newEnv(t, tca.pool)
+	e.setDst(up.addr(t))
+	resp, err := e.client(true).Get("https://api.openai.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := resp.Header.Get("Alt-Svc"); v != "" {
+		t.Errorf("Alt-Svc %q reached the client", v)
 	}
 }
