@@ -137,20 +137,25 @@ func NewWorld(t testing.TB, ports ...uint16) *World {
 	w.Inet, w.InetName = NewNS(t, "in")
 
 	// Interfaces live only inside the two namespaces; the host is never touched.
+	// Fixed MACs and permanent IPv6 neighbours: on a link that just came up the
+	// first neighbour discovery stalls an IPv6 connection for a second.
 	veth := "h" + w.SandboxName[len(w.SandboxName)-6:]
-	Run(t, "ip", "-n", w.SandboxName, "link", "add", veth+"a", "type", "veth",
-		"peer", "name", veth+"b", "netns", w.InetName)
+	mac := map[string]string{veth + "a": "02:00:5e:00:00:01", veth + "b": "02:00:5e:00:00:02"}
+	Run(t, "ip", "-n", w.SandboxName, "link", "add", veth+"a", "address", mac[veth+"a"],
+		"type", "veth", "peer", "name", veth+"b", "address", mac[veth+"b"], "netns", w.InetName)
 	for _, side := range []struct {
-		ns, dev string
-		v4, v6  netip.Addr
+		ns, dev, peerMAC string
+		v4, v6, peer6    netip.Addr
 	}{
-		{w.SandboxName, veth + "a", Sandbox4, Sandbox6},
-		{w.InetName, veth + "b", Inet4, Inet6},
+		{w.SandboxName, veth + "a", mac[veth+"b"], Sandbox4, Sandbox6, Inet6},
+		{w.InetName, veth + "b", mac[veth+"a"], Inet4, Inet6, Sandbox6},
 	} {
 		Run(t, "ip", "-n", side.ns, "addr", "add", side.v4.String()+"/15", "dev", side.dev)
 		Run(t, "ip", "-n", side.ns, "addr", "add", side.v6.String()+"/64", "dev", side.dev,
 			"nodad")
 		Run(t, "ip", "-n", side.ns, "link", "set", side.dev, "up")
+		Run(t, "ip", "-n", side.ns, "neigh", "replace", side.peer6.String(), "lladdr",
+			side.peerMAC, "dev", side.dev, "nud", "permanent")
 	}
 
 	for _, p := range ports {
