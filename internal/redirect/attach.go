@@ -42,7 +42,11 @@ func (r *Redirector) Attach(ns *netsetup.NS, l Listeners) error {
 	if err := ns.EnsureTable(cfg); err != nil {
 		return fmt.Errorf("attaching netns %s: %w", ns, err)
 	}
-	if b := r.progs.Load(); b != nil {
+	if r.mode == ModeEBPF {
+		b := r.progs.Load()
+		if b == nil {
+			return fmt.Errorf("attaching netns %s: redirector is closed", ns)
+		}
 		if err := b.Register(cookie, l); err != nil {
 			return fmt.Errorf("attaching netns %s: %w", ns, err)
 		}
