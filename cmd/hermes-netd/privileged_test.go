@@ -180,6 +180,12 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 		t.Errorf("state after detach = %v, %v; want empty", recs, err)
 	}
 
+	// The daemon's own namespace (host plays it) is refused.
+	code, _, errOut := c("attach", host)
+	if code == 0 || !strings.Contains(errOut, "own network namespace") {
+		t.Errorf("attach of the daemon's netns = %d, %q; want a refusal", code, errOut)
+	}
+
 	// A namespace that does not exist: non-zero and one line.
 	code, out, errOut := c("attach", id+"-nope")
 	if code == 0 || out != "" || strings.Count(errOut, "\n") != 1 ||

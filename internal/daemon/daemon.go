@@ -73,6 +73,10 @@ type Options struct {
 	Fill func(*Status)
 	// Reload, when set, reloads the configuration (SIGHUP and POST /v1/reload).
 	Reload func(context.Context) (ReloadResult, error)
+	// OwnNetns is the inode of the daemon's own network namespace, which is
+	// never attached: its upstream connections would be intercepted too. 0
+	// skips the check.
+	OwnNetns uint64
 }
 
 // Daemon keeps the set of attached namespaces. Its methods are safe for
@@ -129,6 +133,12 @@ func (d *Daemon) Attach(ctx context.Context, spec string) (Attachment, error) {
 	ns, err := d.opts.Kernel.Open(spec)
 	if err != nil {
 		return Attachment{}, err
+	}
+	if d.opts.OwnNetns != 0 && ns.Inode() == d.opts.OwnNetns {
+		ns.Close()
+		return Attachment{}, fmt.Errorf("%w: refusing to attach %s: it is the daemon's "+
+			"own network namespace, whose upstream traffic must not be intercepted; "+
+			"attach the sandbox's namespace instead", ErrBadRequest, spec)
 	}
 	if a, ok := d.attached[ns.Inode()]; ok {
 		ns.Close()

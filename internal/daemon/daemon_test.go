@@ -174,6 +174,24 @@ func TestAttachMissingNamespace(t *testing.T) {
 	}
 }
 
+func TestAttachRefusesOwnNamespace(t *testing.T) {
+	k, p := newFakeKernel(), newFakeProxy()
+	d, err := New(Options{Kernel: k, Proxy: p, StatePath: filepath.Join(t.TempDir(), "s"),
+		OwnNetns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.set("pid:1", 1)
+	_, err = d.Attach(context.Background(), "pid:1")
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "own network namespace") {
+		t.Errorf("Attach(own netns) error = %v, want a refusal", err)
+	}
+	if len(k.attached) != 0 || k.openCount() != 0 {
+		t.Errorf("refused attach left redirects %v, %d open namespaces", k.attached,
+			k.openCount())
+	}
+}
+
 func TestAttachWithoutIPv6(t *testing.T) {
 	td := newTestDaemon(t)
 	td.k.set("v4only", 600)

@@ -116,6 +116,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		Counters:  counters,
 		Fill:      s.fill,
 		Reload:    s.reload,
+		OwnNetns:  ownNetns(logger),
 	})
 	if err != nil {
 		return err
@@ -279,4 +280,15 @@ func shutdown(d *Daemon, admin interface{ Close() error }, p *parts,
 	}
 	log.Info("Stopped; attached sandboxes stay intercepted and fail closed until restart")
 	return nil
+}
+
+// ownNetns returns the inode of the daemon's network namespace, or 0 (no check)
+// if it cannot be read.
+func ownNetns(logger *slog.Logger) uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+		logger.Warn("Cannot identify own netns; attaching it is not prevented", "error", err)
+		return 0
+	}
+	return st.Ino
 }
