@@ -179,9 +179,9 @@ func (s *Server) SetPolicy(p *Policy) error {
 }
 
 // Serve accepts connections on ln until ln is closed or Shutdown is called,
-// and handles each as coming from sb. It returns nil after Shutdown and the
-// accept error otherwise. The caller keeps ownership of ln only until Serve
-// returns; Shutdown closes it.
+// and handles each as coming from sb. It returns nil after Shutdown; when the
+// caller closes ln (a detach), the error wraps net.ErrClosed. Connections
+// already accepted carry on either way; Shutdown ends them.
 func (s *Server) Serve(ln net.Listener, sb Sandbox) error {
 	if sb.Origin == nil {
 		return fmt.Errorf("serving sandbox %q: Sandbox.Origin is required", sb.Name)

@@ -208,3 +208,25 @@ func TestNewValidatesOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestServeReturnsWhenListenerClosed(t *testing.T) {
+	e := newEnv(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- e.srv.Serve(ln, Sandbox{Name: "detached", Origin: func(net.Conn) (Origin, error) {
+			return Origin{}, nil
+		}})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ln.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Serve after the owner closed ln: %v, want net.ErrClosed", err)
+	}
+	if err := e.srv.Serve(ln, Sandbox{Name: "x"}); err == nil {
+		t.Error("Serve without Origin succeeded")
+	}
+}
