@@ -29,10 +29,10 @@ type reqState struct {
 
 type reqStateKey struct{}
 
-// ServeHTTP handles one request on a terminated connection: HTTP/1.1 requests
+// serveHTTP handles one request on a terminated connection: HTTP/1.1 requests
 // on a keep-alive connection and HTTP/2 streams alike come through here, so
 // each is checked on its own.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	info, ok := r.Context().Value(connInfoKey{}).(*connInfo)
 	if !ok {
 		writeJSONError(w, http.StatusInternalServerError, "hermes_internal_error",

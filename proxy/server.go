@@ -147,7 +147,7 @@ func New(opts Options) (*Server, error) {
 // TLSNextProto and HTTP/1.1 itself, and Shutdown drains both gracefully.
 func (s *Server) startHTTP() error {
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: s.opts.Timeouts.ReadHeader,
 		IdleTimeout:       s.opts.Timeouts.Idle,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
