@@ -222,10 +222,14 @@ func (d *Daemon) Detach(ctx context.Context, spec string) (DetachResult, error) 
 	defer d.mu.Unlock()
 
 	a := d.find(spec)
+	if a == nil && d.isKept(spec) {
+		return d.forgetKept(spec)
+	}
 	if a == nil {
+		// Another spec of an attached namespace (a name for a pid:N, ...)?
 		ns, err := d.opts.Kernel.Open(spec)
 		if errors.Is(err, ErrNoNamespace) {
-			return DetachResult{Netns: spec}, d.forgetKept(spec)
+			return DetachResult{Netns: spec}, nil
 		}
 		if err != nil {
 			return DetachResult{}, err
@@ -233,7 +237,7 @@ func (d *Daemon) Detach(ctx context.Context, spec string) (DetachResult, error) 
 		a = d.attached[ns.Inode()]
 		ns.Close()
 		if a == nil {
-			return DetachResult{Netns: spec}, d.forgetKept(spec)
+			return DetachResult{Netns: spec}, nil
 		}
 	}
 

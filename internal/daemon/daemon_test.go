@@ -275,6 +275,24 @@ func TestRestoreKeepsWhatCannotBeOpenedNow(t *testing.T) {
 		t.Errorf("state (-want +got):\n%s", diff)
 	}
 
+	// Detaching the kept record drops it and its kernel leftovers.
+	res, err := td.Detach(context.Background(), "busy")
+	if err != nil || !res.WasAttached {
+		t.Errorf("Detach(kept) = %+v, %v; want WasAttached", res, err)
+	}
+	if diff := cmp.Diff([]uint64{1801}, td.k.forgotten); diff != "" {
+		t.Errorf("forgotten after detach (-want +got):\n%s", diff)
+	}
+	if specs := td.stateSpecs(t); len(specs) != 0 {
+		t.Errorf("state after detach = %v, want empty", specs)
+	}
+	if err := SaveState(td.state, []Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := td.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
 	// Once it opens again, attaching it replaces the kept record.
 	td.k.failOpen = nil
 	td.k.set("busy", 801)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -148,16 +149,22 @@ func (d *Daemon) dropKept(spec string) {
 	d.kept = slices.DeleteFunc(d.kept, func(r Record) bool { return r.Spec == spec })
 }
 
-// forgetKept handles a detach of spec that matches no live attachment: a kept
-// record of it is dropped along with its kernel leftovers. d.mu is held.
-func (d *Daemon) forgetKept(spec string) error {
+// isKept reports whether spec has a kept record. d.mu is held.
+func (d *Daemon) isKept(spec string) bool {
+	return slices.ContainsFunc(d.kept, func(r Record) bool { return r.Spec == spec })
+}
+
+// forgetKept detaches a kept record of spec: it is dropped along with its
+// kernel leftovers. d.mu is held.
+func (d *Daemon) forgetKept(spec string) (DetachResult, error) {
 	i := slices.IndexFunc(d.kept, func(r Record) bool { return r.Spec == spec })
-	if i < 0 {
-		return nil
-	}
 	if err := d.opts.Kernel.Forget(d.kept[i]); err != nil {
-		return err
+		return DetachResult{}, fmt.Errorf("detaching %s: %w", spec, err)
 	}
 	d.dropKept(spec)
-	return d.save()
+	if err := d.save(); err != nil {
+		return DetachResult{}, err
+	}
+	d.log.Info("Detached", "netns", spec, "kept_record", true)
+	return DetachResult{Netns: spec, WasAttached: true}, nil
 }
