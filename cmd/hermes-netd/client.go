@@ -173,6 +173,10 @@ func printStatus(w io.Writer, st daemon.Status) error {
 	if len(st.Attached) == 0 {
 		fmt.Fprintln(tw, "(none attached)\t\t\t\t\t")
 	}
+	for _, r := range st.Kept {
+		fmt.Fprintf(tw, "%s\t%d\t(not served: could not re-attach, see the log)\t\t\t%s\n",
+			r.Spec, r.Cookie, r.Since.Format(time.RFC3339))
+	}
 	tw.Flush()
 
 	fmt.Fprintln(w)

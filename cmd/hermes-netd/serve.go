@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +32,10 @@ func newServeCmd(g *globals) *cobra.Command {
 			"attached sandboxes intercepted (they fail\nclosed until the daemon is back).",
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("serve must run as root: it listens inside other " +
+					"network namespaces, changes their nftables and loads BPF programs")
+			}
 			level := slog.LevelInfo
 			if debug {
 				level = slog.LevelDebug

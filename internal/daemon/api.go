@@ -57,15 +57,18 @@ type ProviderStatus struct {
 
 // Status is the daemon's answer to GET /v1/status.
 type Status struct {
-	Version    string           `json:"version"`
-	PID        int              `json:"pid"`
-	Started    time.Time        `json:"started"`
-	Mode       string           `json:"mode"`        // ebpf or nft
-	ModeReason string           `json:"mode_reason"` // why that mode
-	Config     string           `json:"config"`
-	Attached   []Attachment     `json:"attached"`
-	Providers  []ProviderStatus `json:"providers"`
-	Counters   audit.Snapshot   `json:"counters"`
+	Version    string       `json:"version"`
+	PID        int          `json:"pid"`
+	Started    time.Time    `json:"started"`
+	Mode       string       `json:"mode"`        // ebpf or nft
+	ModeReason string       `json:"mode_reason"` // why that mode
+	Config     string       `json:"config"`
+	Attached   []Attachment `json:"attached"`
+	// Kept are state records that could not be attached again at start for a
+	// reason other than the namespace being gone; see the daemon's log.
+	Kept      []Record         `json:"kept,omitempty"`
+	Providers []ProviderStatus `json:"providers"`
+	Counters  audit.Snapshot   `json:"counters"`
 }
 
 type errorBody struct {

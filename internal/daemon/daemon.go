@@ -298,6 +298,9 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		Started:  d.started.UTC(),
 		Attached: d.Attachments(),
 	}
+	d.mu.Lock()
+	st.Kept = slices.Clone(d.kept)
+	d.mu.Unlock()
 	if d.opts.Fill != nil {
 		d.opts.Fill(&st)
 	}

@@ -274,6 +274,9 @@ func TestRestoreKeepsWhatCannotBeOpenedNow(t *testing.T) {
 	if diff := cmp.Diff([]string{"busy"}, td.stateSpecs(t)); diff != "" {
 		t.Errorf("state (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff([]Record{rec}, td.Status(context.Background()).Kept); diff != "" {
+		t.Errorf("Status.Kept (-want +got):\n%s", diff)
+	}
 
 	// Detaching the kept record drops it and its kernel leftovers.
 	res, err := td.Detach(context.Background(), "busy")
