@@ -61,8 +61,11 @@ install_node_deps() {
 
 need_root
 apt_install ca-certificates curl git make gcc clang llvm libbpf-dev linux-libc-dev \
-	iproute2 nftables conntrack python3 nodejs npm util-linux procps \
+	iproute2 nftables conntrack python3 nodejs util-linux procps \
 	wrk nghttp2-client
+# Debian splits npm out of nodejs; other builds of nodejs (NodeSource) ship it
+# and conflict with Debian's npm package, so ask for it only when it is absent.
+command -v npm >/dev/null 2>&1 || apt_install npm
 install_go
 install_node_deps
 log "done"
