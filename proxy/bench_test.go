@@ -3,11 +3,13 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // benchEnv is a proxy in front of one fake upstream, logging as in
@@ -88,4 +90,20 @@ func BenchmarkNewConnectionCachedLeaf(b *testing.B) {
 		_, up, tca := benchEnv(b)
 		runGets(b, directClient(b, up, tca, false, false))
 	})
+}
+
+// The worst case of the hello reader: 64 KiB of 1-byte records that never
+// complete a hello, read one byte at a time. Work must stay linear.
+func BenchmarkReadClientHelloTrickle(b *testing.B) {
+	data := []byte{22, 3, 1, 0, 4, 1, 0, 0xea, 0x60}
+	for len(data) < MaxHelloSize {
+		data = append(data, 22, 3, 1, 0, 1, 0)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		c := &chunkConn{data: data, chunk: 1}
+		if _, _, err := ReadClientHello(c, time.Time{}); !errors.Is(err, ErrHelloTooBig) {
+			b.Fatalf("error %v, want ErrHelloTooBig", err)
+		}
+	}
 }

@@ -57,10 +57,13 @@ func ReadClientHello(c net.Conn, deadline time.Time) (*ClientHello, []byte, erro
 	}
 	defer c.SetReadDeadline(time.Time{})
 
-	var buf []byte
-	chunk := make([]byte, 4096)
+	var (
+		buf   []byte
+		asm   helloAssembler
+		chunk = make([]byte, 4096)
+	)
 	for {
-		msg, err := helloMessage(buf)
+		msg, err := asm.next(buf)
 		if err == nil && msg != nil {
 			h, err := ParseClientHello(msg)
 			return h, buf, err
@@ -95,35 +98,43 @@ func helloReadError(buf []byte, err error) error {
 	return fmt.Errorf("reading ClientHello: %w", err)
 }
 
-// helloMessage walks the TLS records in buf. It returns the ClientHello
-// handshake message (header included) once the records hold all of it, nil
-// when more bytes are needed, or an error as soon as buf cannot be the start of
-// a ClientHello.
-func helloMessage(buf []byte) ([]byte, error) {
+// helloAssembler collects the payloads of the handshake records read so far.
+// It remembers where it stopped, so a hello trickled in one byte per read
+// costs linear, not quadratic, work.
+type helloAssembler struct {
+	off int    // bytes of buf already consumed as whole records
+	msg []byte // their payloads, concatenated
+}
+
+// next walks the TLS records of buf past those already seen. It returns the
+// ClientHello handshake message (header included) once the records hold all of
+// it, nil when more bytes are needed, or an error as soon as buf cannot be the
+// start of a ClientHello. buf must only ever grow between calls.
+func (a *helloAssembler) next(buf []byte) ([]byte, error) {
 	if err := checkFirstBytes(buf); err != nil {
 		return nil, err
 	}
-	var msg []byte
-	for len(buf) >= recordHeaderLen {
-		typ := buf[0]
-		n := int(buf[3])<<8 | int(buf[4])
+	for len(buf)-a.off >= recordHeaderLen {
+		rec := buf[a.off:]
+		typ := rec[0]
+		n := int(rec[3])<<8 | int(rec[4])
 		if typ != recordTypeHS {
 			return nil, fmt.Errorf("%w: record type %d before the hello was complete",
 				ErrMalformed, typ)
 		}
-		if buf[1] != 3 {
-			return nil, fmt.Errorf("%w: record version %d.%d", ErrMalformed, buf[1], buf[2])
+		if rec[1] != 3 {
+			return nil, fmt.Errorf("%w: record version %d.%d", ErrMalformed, rec[1], rec[2])
 		}
 		if n == 0 || n > maxRecordPlaintext {
 			return nil, fmt.Errorf("%w: record length %d", ErrMalformed, n)
 		}
-		if len(buf) < recordHeaderLen+n {
+		if len(rec) < recordHeaderLen+n {
 			return nil, nil
 		}
-		msg = append(msg, buf[recordHeaderLen:recordHeaderLen+n]...)
-		buf = buf[recordHeaderLen+n:]
+		a.msg = append(a.msg, rec[recordHeaderLen:recordHeaderLen+n]...)
+		a.off += recordHeaderLen + n
 
-		if len(msg) >= 4 {
+		if msg := a.msg; len(msg) >= 4 {
 			if msg[0] != hsTypeClientHello {
 				return nil, fmt.Errorf("%w: handshake type %d, want ClientHello",
 					ErrMalformed, msg[0])
