@@ -1,0 +1,129 @@
+//go:build linux
+
+package e2e_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/hermes-netd/hermes-netd/internal/testenv"
+	"github.com/hermes-netd/hermes-netd/netsetup"
+)
+
+// programs are BPF program ids with their link pin names.
+type programs map[ebpf.ProgramID]string
+
+// cgroupHooks are the attach types of the BPF redirect.
+var cgroupHooks = []ebpf.AttachType{
+	ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect,
+	ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg,
+	ebpf.AttachCGroupSockOps, ebpf.AttachCGroupGetsockopt,
+}
+
+// pinnedPrograms returns the programs behind the links pinned in pinDir: the
+// run's own, whatever other suites attach at the same time.
+func pinnedPrograms(t *testing.T, pinDir string) programs {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(pinDir, "link_*"))
+	out := programs{}
+	for _, path := range paths {
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			t.Fatalf("loading pinned link %s: %v", path, err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			t.Fatalf("reading pinned link %s: %v", path, err)
+		}
+		out[info.Program] = filepath.Base(path)
+	}
+	return out
+}
+
+// rootPrograms returns the hermes_ programs attached to the cgroup2 root.
+func rootPrograms(t *testing.T) programs {
+	t.Helper()
+	root, err := netsetup.Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	out := programs{}
+	for _, hook := range cgroupHooks {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: hook})
+		if err != nil {
+			t.Fatalf("querying the %v programs of %s: %v", hook, root, err)
+		}
+		for _, ap := range res.Programs {
+			p, err := ebpf.NewProgramFromID(ap.ID)
+			if err != nil {
+				continue // detached meanwhile
+			}
+			info, err := p.Info()
+			p.Close()
+			if err == nil && strings.HasPrefix(info.Name, "hermes_") {
+				out[ap.ID] = info.Name
+			}
+		}
+	}
+	return out
+}
+
+// checkAttached checks that the daemon's ebpf mode pinned one link per hook,
+// each attached to the cgroup2 root.
+func checkAttached(t *testing.T, ours programs) {
+	t.Helper()
+	if len(ours) != len(cgroupHooks) {
+		t.Errorf("the daemon pinned %d links (%v), want %d", len(ours), ours, len(cgroupHooks))
+	}
+	attached := rootPrograms(t)
+	for id, name := range ours {
+		if _, ok := attached[id]; !ok {
+			t.Errorf("pinned %s (program %d) is not attached to the cgroup2 root", name, id)
+		}
+	}
+}
+
+// checkNothingLeft runs after the run's cleanups: no daemon process, no
+// namespace, /etc/netns entry, temporary directory, BPF pin or cgroup
+// attachment of the run may remain.
+func checkNothingLeft(t *testing.T, w *world, ours programs) {
+	t.Helper()
+	for i, d := range w.runs {
+		if d.cmd.ProcessState == nil {
+			t.Errorf("daemon run %d (pid %d) still running", i+1, d.cmd.Process.Pid)
+		}
+	}
+	entries, err := os.ReadDir(netsetup.NetnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), testenv.Prefix+w.env.ID()) {
+			t.Errorf("namespace %s remains", e.Name())
+		}
+	}
+	for _, path := range []string{w.env.NetnsEtcDir(), w.dir, w.pinDir} {
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s remains (stat: %v)", path, err)
+		}
+	}
+	attached := rootPrograms(t)
+	for id, name := range ours {
+		if _, ok := attached[id]; ok {
+			t.Errorf("%s (program %d) is still attached to the cgroup2 root", name, id)
+		}
+	}
+}
