@@ -180,7 +180,8 @@ func (d *demo) printAudit() error {
 		b, _ := os.ReadFile(d.audit)
 		for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
 			var r map[string]any
-			if json.Unmarshal(line, &r) == nil && r["decision"] == "intercept" {
+			if json.Unmarshal(line, &r) == nil && r["msg"] == "Request" &&
+				r["decision"] == "intercept" {
 				rec = r
 			}
 		}

@@ -29,7 +29,7 @@ func testAudit(t *testing.T, w *world) {
 	var intercepted []map[string]any
 	sawQueryPath := false
 	for _, rec := range w.auditRecords(t) {
-		if rec["decision"] != "intercept" {
+		if rec["msg"] != "Request" || rec["decision"] != "intercept" {
 			continue
 		}
 		intercepted = append(intercepted, rec)

@@ -21,6 +21,9 @@ import (
 // Then revocation, a daemon restart and detach, the audit trail, and at the
 // end that nothing of the run remains.
 func TestPrivilegedE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end suite: not run with -short (make test-unit)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: builds network namespaces and runs the daemon")
 	}
@@ -135,9 +138,23 @@ func testCurlOpenAI(t *testing.T, w *world) {
 		w.wantInjected(t, fakeapi.OpenAI, mark)
 	}
 
-	// A query string reaches the provider; the audit trail keeps it out.
+	// IPv6 is intercepted too: the provider's v6 address, named explicitly.
 	mark := w.mark(fakeapi.OpenAI)
-	r := w.curl(t, w.hermesCA, "https://api.openai.com/v1/models?after=cursor-e2e-query")
+	r := w.curl(t, w.hermesCA, chatArgs("api.openai.com", "gpt-4o-mini",
+		"--resolve", "api.openai.com:443:[2001:db8::10]")...)
+	if r.exit != 0 || r.status != 200 {
+		t.Errorf("over IPv6: exit %d (%s), status %d, body %q", r.exit, r.stderr, r.status,
+			r.body)
+	} else if req := w.wantInjected(t, fakeapi.OpenAI, mark); !strings.HasPrefix(
+		req.RemoteAddr, "["+testenv.HostInetAddr6.Addr().String()+"]:") {
+		// The proxy dials the original destination, so it stays IPv6 upstream.
+		t.Errorf("over IPv6 the provider saw a request from %s, want the host's %s",
+			req.RemoteAddr, testenv.HostInetAddr6.Addr())
+	}
+
+	// A query string reaches the provider; the audit trail keeps it out.
+	mark = w.mark(fakeapi.OpenAI)
+	r = w.curl(t, w.hermesCA, "https://api.openai.com/v1/models?after=cursor-e2e-query")
 	if r.exit != 0 || r.status != 200 || !strings.Contains(r.body, "gpt-4o-mini") {
 		t.Fatalf("GET /v1/models: exit %d (%s), status %d, body %q", r.exit, r.stderr,
 			r.status, r.body)
