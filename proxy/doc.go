@@ -29,6 +29,10 @@
 //   - 503 hermes_no_credential: the provider has no usable key. 503, not 502,
 //     because nothing upstream failed: the host is not configured for it yet.
 //     The request is never forwarded.
+//   - 429 hermes_rate_limited: Policy.Limits refused the request, by the
+//     provider's limit (shared by all sandboxes) or the sandbox's own; the
+//     message says which, and Retry-After says in whole seconds (at least 1)
+//     when a retry would pass. The request is never forwarded.
 //   - 502 hermes_upstream_error: the upstream could not be reached, failed TLS
 //     verification, was refused by the SSRF guard, or failed before sending
 //     response headers. After headers, the response is aborted instead

@@ -28,6 +28,7 @@ const (
 	DecisionMisdirected = "misdirected"    // authority != SNI, answered 421
 	DecisionNoKey       = "no_credential"  // provider has no usable key, not forwarded
 	DecisionUpstreamErr = "upstream_error" // upstream unreachable or refused, 502
+	DecisionRateLimited = "rate_limited"   // over a rate limit, answered 429, not forwarded
 )
 
 // Record messages, constant so that they can be grepped and counted.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/hermes-netd/hermes-netd/internal/providers"
+	"github.com/hermes-netd/hermes-netd/internal/ratelimit"
 )
 
 // Policy says what happens to a connection once its SNI is known. The proxy
@@ -29,6 +30,13 @@ type Policy struct {
 	// allows its fake internet this way. The proxy's own listeners are refused
 	// whatever this says.
 	AllowUpstream []netip.Prefix
+	// Limits caps the rate of intercepted requests per provider and per
+	// sandbox; nil means no limits. Unlike the rest of the policy, which a
+	// connection keeps from when it was accepted, Limits is read from the
+	// current policy on every request, so a reload applies to keep-alive and
+	// HTTP/2 connections already open. A reload brings a new Limiter, whose
+	// buckets start full.
+	Limits *ratelimit.Limiter
 }
 
 // Action is what the proxy does with a connection.

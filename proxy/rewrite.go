@@ -87,6 +87,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.key = key
+
+	// Over a limit, nothing goes upstream. The key is checked first so that a
+	// request that could not be forwarded anyway spends no token.
+	if why, ok := s.policy.Load().Limits.Allow(info.provider.Name, info.sandbox); !ok {
+		rateLimited(rec, st, why)
+		return
+	}
 	s.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st)))
 }
 
