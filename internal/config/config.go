@@ -8,6 +8,9 @@ import (
 // DefaultPath is the config file read when none is named.
 const DefaultPath = "/etc/hermes/netd.yaml"
 
+// DefaultListenPort is Config.ListenPort when the file does not set it.
+const DefaultListenPort = 15443
+
 // Config is the daemon's configuration, with defaults filled in and every
 // field validated.
 type Config struct {
@@ -21,6 +24,10 @@ type Config struct {
 	Mode   string   // redirect mechanism: auto (default), ebpf or nft
 	Ports  []uint16 // intercepted TCP ports; default [443]
 	Strict bool     // reject all other egress of a sandbox but DNS and loopback
+	// ListenPort is the port of the proxy's listeners (127.0.0.1 and ::1)
+	// inside each attached namespace; default 15443. It may not be one of
+	// Ports.
+	ListenPort uint16
 
 	// Default decides for TLS server names that are neither a provider's nor
 	// on Passthrough: "deny" (default) or "passthrough".
@@ -51,6 +58,7 @@ type Timeouts struct {
 	ReadHeader   time.Duration // reading each request's headers; default 30s
 	Idle         time.Duration // idle client keep-alive connection; default 5m
 	UpstreamIdle time.Duration // idle pooled upstream connection; default 90s
+	Shutdown     time.Duration // drain of requests in flight on SIGTERM; default 10s
 }
 
 // ProviderConfig adds or overrides one provider. For a built-in provider,
@@ -108,12 +116,14 @@ func Default() *Config {
 		Socket:     "/run/hermes/netd.sock",
 		Mode:       "auto",
 		Ports:      []uint16{443},
+		ListenPort: DefaultListenPort,
 		Default:    "deny",
 		Timeouts: Timeouts{
 			Handshake:    10 * time.Second,
 			ReadHeader:   30 * time.Second,
 			Idle:         5 * time.Minute,
 			UpstreamIdle: 90 * time.Second,
+			Shutdown:     10 * time.Second,
 		},
 	}
 }

@@ -33,6 +33,7 @@ func TestExampleLoads(t *testing.T) {
 		Socket:      "/run/hermes/netd.sock",
 		Mode:        "auto",
 		Ports:       []uint16{443},
+		ListenPort:  15443,
 		Default:     "deny",
 		Passthrough: []string{"pypi.org", "files.pythonhosted.org", "*.githubusercontent.com"},
 		Providers: map[string]ProviderConfig{
@@ -55,7 +56,8 @@ func TestExampleLoads(t *testing.T) {
 		AllowUpstream: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"),
 			netip.MustParsePrefix("fd00:18::/64")},
 		Timeouts: Timeouts{Handshake: 10 * time.Second, ReadHeader: 30 * time.Second,
-			Idle: 5 * time.Minute, UpstreamIdle: 90 * time.Second},
+			Idle: 5 * time.Minute, UpstreamIdle: 90 * time.Second,
+			Shutdown: 10 * time.Second},
 		RateLimits: RateLimits{
 			Providers: map[string]Limit{"openai": {RPS: 20, Burst: 40},
 				"nim": {RPS: 5, Burst: 5}},
@@ -140,6 +142,10 @@ func TestEmptyFileGivesDefaults(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	c := Default()
+	if c.ListenPort != 15443 || c.Timeouts.Shutdown != 10*time.Second {
+		t.Errorf("default listen_port %d, timeouts.shutdown %v; want 15443 and 10s",
+			c.ListenPort, c.Timeouts.Shutdown)
+	}
 	if c.DefaultPassthrough() {
 		t.Error("default is passthrough; want deny")
 	}
@@ -177,6 +183,19 @@ func TestErrors(t *testing.T) {
 			[]string{"bad.yaml:3: ports[1]: port 70000 is out of range; use 1-65535"}},
 		{"port twice", "ports: [443, 443]\n", []string{"ports[1]: port 443 is listed twice"}},
 		{"no ports", "ports: []\n", []string{"ports: list at least one TCP port"}},
+		{"listen port zero", "listen_port: 0\n",
+			[]string{"bad.yaml:1: listen_port: port 0 is out of range; use 1-65535 " +
+				"(default 15443)"}},
+		{"listen port too big", "listen_port: 65536\n",
+			[]string{"listen_port: port 65536 is out of range"}},
+		{"listen port intercepted", "ports: [443, 8443]\nlisten_port: 8443\n",
+			[]string{"bad.yaml:2: listen_port: port 8443 is also an intercepted port"}},
+		{"listen port not a number", "listen_port: high\n",
+			[]string{"bad.yaml:1:", "is not a whole number"}},
+		{"shutdown duration", "timeouts:\n  shutdown: 10\n",
+			[]string{"bad.yaml:2: timeouts.shutdown:", "write it like 30s"}},
+		{"zero shutdown", "timeouts:\n  shutdown: 0s\n",
+			[]string{"timeouts.shutdown:", "not a positive duration"}},
 		{"duration", "timeouts:\n  idle: 5 minutes\n",
 			[]string{"bad.yaml:2: timeouts.idle:", "write it like 30s"}},
 		{"zero duration", "timeouts:\n  handshake: 0s\n",
@@ -235,6 +254,22 @@ func TestErrors(t *testing.T) {
 				t.Errorf("error %q leaks Go type names", err)
 			}
 		})
+	}
+}
+
+func TestListenPortAndShutdown(t *testing.T) {
+	c, err := Parse([]byte("ports: [443, 8443]\nlisten_port: 16000\n"+
+		"timeouts:\n  shutdown: 45s\n"), "set.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Source = "set.yaml"
+	want.Ports = []uint16{443, 8443}
+	want.ListenPort = 16000
+	want.Timeouts.Shutdown = 45 * time.Second
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
 	}
 }
 

@@ -21,6 +21,7 @@ type file struct {
 	Socket          string                    `yaml:"socket"`
 	Mode            string                    `yaml:"mode"`
 	Ports           []int                     `yaml:"ports"`
+	ListenPort      int                       `yaml:"listen_port"`
 	Strict          bool                      `yaml:"strict"`
 	Default         string                    `yaml:"default"`
 	Passthrough     []string                  `yaml:"passthrough"`
@@ -37,6 +38,7 @@ type fileTimeouts struct {
 	ReadHeader   string `yaml:"read_header"`
 	Idle         string `yaml:"idle"`
 	UpstreamIdle string `yaml:"upstream_idle"`
+	Shutdown     string `yaml:"shutdown"`
 }
 
 type fileAudit struct {
@@ -96,12 +98,14 @@ func defaultFile() file {
 		Socket:     d.Socket,
 		Mode:       d.Mode,
 		Ports:      []int{443},
+		ListenPort: int(d.ListenPort),
 		Default:    d.Default,
 		Timeouts: fileTimeouts{
 			Handshake:    d.Timeouts.Handshake.String(),
 			ReadHeader:   d.Timeouts.ReadHeader.String(),
 			Idle:         d.Timeouts.Idle.String(),
 			UpstreamIdle: d.Timeouts.UpstreamIdle.String(),
+			Shutdown:     d.Timeouts.Shutdown.String(),
 		},
 	}
 }

@@ -103,6 +103,7 @@ func (v *validator) build(f *file) *Config {
 		Audit:           Audit{File: v.absPath([]string{"audit", "file"}, f.Audit.File, true)},
 	}
 	c.Ports = v.ports(f.Ports)
+	c.ListenPort = v.listenPort(f.ListenPort, c.Ports)
 	c.AllowUpstream = v.prefixes(f.AllowUpstream)
 	c.Timeouts = Timeouts{
 		Handshake:  v.duration([]string{"timeouts", "handshake"}, f.Timeouts.Handshake),
@@ -110,6 +111,7 @@ func (v *validator) build(f *file) *Config {
 		Idle:       v.duration([]string{"timeouts", "idle"}, f.Timeouts.Idle),
 		UpstreamIdle: v.duration([]string{"timeouts", "upstream_idle"},
 			f.Timeouts.UpstreamIdle),
+		Shutdown: v.duration([]string{"timeouts", "shutdown"}, f.Timeouts.Shutdown),
 	}
 	v.caFiles(c.UpstreamCAFiles)
 
@@ -163,6 +165,25 @@ func (v *validator) ports(in []int) []uint16 {
 		}
 	}
 	return out
+}
+
+// listenPort checks the proxy's listener port. Why not an intercepted port:
+// the sandbox's own connections to that port are what gets redirected, so the
+// listener would share its port with the traffic it receives.
+func (v *validator) listenPort(p int, intercepted []uint16) uint16 {
+	path := []string{"listen_port"}
+	if p < 1 || p > 65535 {
+		v.fail(path, "port %d is out of range; use 1-65535 (default %d)", p,
+			DefaultListenPort)
+		return 0
+	}
+	for _, ip := range intercepted {
+		if int(ip) == p {
+			v.fail(path, "port %d is also an intercepted port (ports); pick a port "+
+				"that is not in ports (default %d)", p, DefaultListenPort)
+		}
+	}
+	return uint16(p)
 }
 
 func (v *validator) prefixes(in []string) []netip.Prefix {
