@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -28,10 +29,23 @@ func newServeCmd(g *globals) *cobra.Command {
 			"the CA,\nthe keys and the providers, takes back the namespaces it served " +
 			"before a restart,\nand answers attach, detach and status on the admin " +
 			"socket. SIGHUP reloads the\nconfiguration; SIGTERM stops accepting, lets " +
-			"requests in flight finish within\n--shutdown-timeout and exits 0, leaving " +
-			"attached sandboxes intercepted (they fail\nclosed until the daemon is back).",
+			"requests in flight finish within\ntimeouts.shutdown (or --shutdown-timeout) " +
+			"and exits 0, leaving attached sandboxes\nintercepted (they fail closed " +
+			"until the daemon is back).",
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Given explicitly, the flags override the config; left out, the
+			// config's listen_port and timeouts.shutdown apply.
+			f := cmd.Flags()
+			if f.Changed("listen-port") && port == 0 {
+				return errors.New("--listen-port 0 is not a port; give 1-65535, or " +
+					"leave the flag out to use listen_port of the config")
+			}
+			if f.Changed("shutdown-timeout") && shutdown <= 0 {
+				return fmt.Errorf("--shutdown-timeout %v is not positive; give a "+
+					"duration like 30s, or leave the flag out to use timeouts.shutdown "+
+					"of the config", shutdown)
+			}
 			if os.Geteuid() != 0 {
 				return errors.New("serve must run as root: it listens inside other " +
 					"network namespaces, changes their nftables and loads BPF programs")
@@ -56,10 +70,12 @@ func newServeCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.Uint16Var(&port, "listen-port", daemon.DefaultPort,
-		"port of the proxy's listeners inside each attached namespace (127.0.0.1 and ::1)")
-	f.DurationVar(&shutdown, "shutdown-timeout", daemon.DefaultShutdownTimeout,
-		"how long SIGTERM waits for requests in flight")
+	f.Uint16Var(&port, "listen-port", 0,
+		"port of the proxy's listeners inside each attached namespace (127.0.0.1 and ::1);\n"+
+			"overrides listen_port of the config (default 15443)")
+	f.DurationVar(&shutdown, "shutdown-timeout", 0,
+		"how long SIGTERM waits for requests in flight;\n"+
+			"overrides timeouts.shutdown of the config (default 10s)")
 	f.DurationVar(&check, "check-interval", daemon.DefaultCheckInterval,
 		"how often to look for attached namespaces that vanished")
 	f.StringVar(&pinDir, "bpf-pin-dir", bpf.DefaultPinDir,

@@ -11,21 +11,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/hermes-netd/hermes-netd/internal/audit"
 	"github.com/hermes-netd/hermes-netd/internal/ca"
 	"github.com/hermes-netd/hermes-netd/internal/config"
+	"github.com/hermes-netd/hermes-netd/internal/ratelimit"
 	"github.com/hermes-netd/hermes-netd/internal/secrets"
 	"github.com/hermes-netd/hermes-netd/proxy"
 )
 
-// Defaults of RunOptions.
-const (
-	DefaultShutdownTimeout = 10 * time.Second
-	DefaultCheckInterval   = 2 * time.Second
-)
+// DefaultCheckInterval is RunOptions.CheckInterval when not set.
+const DefaultCheckInterval = 2 * time.Second
 
 // RunOptions configure Run, the `hermes-netd serve` command.
 type RunOptions struct {
@@ -33,9 +32,11 @@ type RunOptions struct {
 	ConfigPath string
 	// Socket overrides the config's admin socket when not empty.
 	Socket string
-	// Port is the listener port inside each namespace; DefaultPort when 0.
+	// Port overrides the config's listen_port (the listener port inside each
+	// namespace) when not 0.
 	Port uint16
-	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// ShutdownTimeout overrides the config's timeouts.shutdown (how long
+	// requests in flight may finish on SIGTERM) when positive.
 	ShutdownTimeout time.Duration
 	// CheckInterval is how often vanished namespaces are looked for.
 	CheckInterval time.Duration
@@ -82,6 +83,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Socket != "" {
 		sock = o.Socket
 	}
+	if err := o.fromConfig(cfg); err != nil {
+		return err
+	}
 
 	// The audit trail (decision records) and the operational log are apart.
 	aw, err := auditWriter(cfg, o.Stderr)
@@ -89,7 +93,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	defer aw.Close()
-	counters := audit.NewCounters(proxy.DecisionIntercept, proxy.DecisionPassthrough)
+	counters := newCounters()
 	proxyLog := slog.New(audit.Split(audit.NewHandler(aw), logger.Handler(), counters))
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -147,9 +151,6 @@ func (o *RunOptions) setDefaults() {
 	if o.ConfigPath == "" {
 		o.ConfigPath = config.DefaultPath
 	}
-	if o.ShutdownTimeout <= 0 {
-		o.ShutdownTimeout = DefaultShutdownTimeout
-	}
 	if o.CheckInterval <= 0 {
 		o.CheckInterval = DefaultCheckInterval
 	}
@@ -159,6 +160,36 @@ func (o *RunOptions) setDefaults() {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
+}
+
+// fromConfig takes the listener port and the shutdown timeout from cfg unless
+// the command line gave them.
+func (o *RunOptions) fromConfig(cfg *config.Config) error {
+	if o.Port == 0 {
+		o.Port = cfg.ListenPort
+	} else if slices.Contains(cfg.Ports, o.Port) {
+		return fmt.Errorf("listen port %d is also an intercepted port (ports %v in %s); "+
+			"pick another --listen-port", o.Port, cfg.Ports, configName(cfg))
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = cfg.Timeouts.Shutdown
+	}
+	return nil
+}
+
+func configName(cfg *config.Config) string {
+	if cfg.Source == "" {
+		return "the defaults"
+	}
+	return cfg.Source
+}
+
+// newCounters counts the proxy's decision records for status and metrics.
+// Forwarded requests and passthrough connections are allowed; every other
+// decision (deny, misdirected, no_credential, rate_limited, upstream_error)
+// counts as a refusal under its own name.
+func newCounters() *audit.Counters {
+	return audit.NewCounters(proxy.DecisionIntercept, proxy.DecisionPassthrough)
 }
 
 func auditWriter(cfg *config.Config, stderr io.Writer) (io.WriteCloser, error) {
@@ -230,18 +261,44 @@ func openParts(ctx context.Context, cfg *config.Config, proxyLog, logger *slog.L
 	return &parts{ca: authority, leaves: leaves, keys: keys, proxy: srv}, nil
 }
 
-// policyOf builds the proxy policy of cfg.
+// policyOf builds the proxy policy of cfg. Each call makes a new rate
+// limiter, so a reload starts every bucket full.
 func policyOf(cfg *config.Config) (*proxy.Policy, error) {
 	cat, err := cfg.Catalog()
 	if err != nil {
 		return nil, err
+	}
+	limits, err := limiterOf(cfg.RateLimits)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: rate_limits: %w", configName(cfg), err)
 	}
 	return &proxy.Policy{
 		Catalog:            cat,
 		Passthrough:        cfg.Passthrough,
 		DefaultPassthrough: cfg.DefaultPassthrough(),
 		AllowUpstream:      cfg.AllowUpstream,
+		Limits:             limits,
 	}, nil
+}
+
+// limiterOf converts the config's rate limits; nil when there are none.
+func limiterOf(rl config.RateLimits) (*ratelimit.Limiter, error) {
+	if len(rl.Providers) == 0 && rl.Sandbox == nil && len(rl.Sandboxes) == 0 {
+		return nil, nil
+	}
+	conv := func(m map[string]config.Limit) map[string]ratelimit.Limit {
+		out := make(map[string]ratelimit.Limit, len(m))
+		for k, v := range m {
+			out[k] = ratelimit.Limit(v)
+		}
+		return out
+	}
+	rc := ratelimit.Config{Providers: conv(rl.Providers), Sandboxes: conv(rl.Sandboxes)}
+	if rl.Sandbox != nil {
+		l := ratelimit.Limit(*rl.Sandbox)
+		rc.Sandbox = &l
+	}
+	return ratelimit.New(rc)
 }
 
 // waitForStop returns on SIGTERM, SIGINT or ctx done; SIGHUP reloads.

@@ -71,9 +71,10 @@ func providerStatus(ps []providers.Provider, keys []secrets.Entry) []ProviderSta
 	return out
 }
 
-// reload reads the config again and swaps the proxy's policy. What the running
-// daemon cannot change (directories, socket, mode, ports, audit file) is logged
-// as needing a restart.
+// reload reads the config again and swaps the proxy's policy, rate limits
+// included (their buckets start full). What the running daemon cannot change
+// (directories, socket, mode, ports, listen port, timeouts, audit file) is
+// logged as needing a restart.
 func (s *service) reload(ctx context.Context) (ReloadResult, error) {
 	cfg, err := config.Load(s.path)
 	if err != nil {
@@ -94,7 +95,8 @@ func (s *service) reload(ctx context.Context) (ReloadResult, error) {
 
 	restart := needsRestart(old, cfg)
 	s.log.Info("Reloaded configuration", "config", s.source(),
-		"providers", len(policy.Catalog.All()), "needs_restart", restart)
+		"providers", len(policy.Catalog.All()), "rate_limited", policy.Limits != nil,
+		"needs_restart", restart)
 	return ReloadResult{Config: s.source(), NeedsRestart: restart}, nil
 }
 
@@ -111,6 +113,7 @@ func needsRestart(a, b *config.Config) []string {
 	check("socket", a.Socket == b.Socket)
 	check("mode", a.Mode == b.Mode)
 	check("ports", slices.Equal(a.Ports, b.Ports))
+	check("listen_port", a.ListenPort == b.ListenPort)
 	check("strict", a.Strict == b.Strict)
 	check("upstream_ca_files", slices.Equal(a.UpstreamCAFiles, b.UpstreamCAFiles))
 	check("timeouts", a.Timeouts == b.Timeouts)

@@ -42,8 +42,10 @@ func TestNeedsRestart(t *testing.T) {
 	b.Passthrough = []string{"pypi.org"} // policy: applied by the reload
 	b.Mode = "nft"
 	b.Ports = []uint16{443, 8443}
+	b.ListenPort = 16000
+	b.RateLimits.Sandbox = &config.Limit{RPS: 1, Burst: 1} // policy: applied by the reload
 	b.Audit.File = "/var/log/hermes/audit.log"
-	want := []string{"mode", "ports", "audit.file"}
+	want := []string{"mode", "ports", "listen_port", "audit.file"}
 	if diff := cmp.Diff(want, needsRestart(a, b)); diff != "" {
 		t.Errorf("needsRestart (-want +got):\n%s", diff)
 	}
