@@ -47,7 +47,11 @@ demo: build ## Run the built-in demo: a sandbox gets its key injected by hermes-
 	$(GO) run ./internal/demo
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (root for the kernel ones)
+bench: ## Measure hermes-netd against direct connections and peers (root; BENCH_QUICK=1, BENCH_OUT=f.json)
+	$(GO) run ./internal/bench
+
+.PHONY: bench-go
+bench-go: ## Run the Go micro-benchmarks (root for the kernel ones)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: install
