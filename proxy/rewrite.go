@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 type reqState struct {
 	info     *connInfo
 	key      secrets.Key
+	redact   *redaction // every form of key sent upstream; nil when none
 	decision string
 	reason   string
 }
@@ -118,16 +120,39 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 				host += ":" + strconv.Itoa(int(p))
 			}
 			pr.SetURL(&url.URL{Scheme: "https", Host: host})
-			st.info.provider.Inject(pr.Out, st.key)
+			p := st.info.provider
+			p.Inject(pr.Out, st.key)
+
+			// Whatever was sent is what an upstream could reflect back.
+			var header string
+			if p.Form.Kind == providers.FormHeader {
+				header = p.Form.Header
+			}
+			st.redact = newRedaction(credentialForms(pr.Out, header, st.key.Reveal())...)
 		},
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			st := r.Context().Value(reqStateKey{}).(*reqState)
+			if st.redact != nil {
+				r = r.WithContext(httptrace.WithClientTrace(r.Context(),
+					&httptrace.ClientTrace{Got1xxResponse: st.redact.redact1xx}))
+			}
 			return s.transportFor(st.info.origin.Dst).RoundTrip(r)
 		}),
-		// Alt-Svc would send clients to HTTP/3 over UDP, which interception
-		// rejects; they would fall back, but only after a wasted attempt.
 		ModifyResponse: func(resp *http.Response) error {
+			// Alt-Svc would send clients to HTTP/3 over UDP, which
+			// interception rejects; they would fall back, but only after a
+			// wasted attempt.
 			resp.Header.Del("Alt-Svc")
+
+			// Defense in depth for promise 1: an upstream that reflects the
+			// request (echo endpoints, errors quoting the credential) must
+			// not hand the key to the sandbox.
+			if resp.Request != nil {
+				st, _ := resp.Request.Context().Value(reqStateKey{}).(*reqState)
+				if st != nil && st.redact != nil {
+					st.redact.redactResponse(resp)
+				}
+			}
 			return nil
 		},
 		// Flush every write at once: server-sent events and token streams
@@ -149,6 +174,9 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(reqStateKey{}).(*reqState)
 	msg := sanitizeError(err, st.key)
+	if st.redact != nil {
+		msg = st.redact.maskString(msg)
+	}
 	st.decision, st.reason = DecisionUpstreamErr, msg
 	writeJSONError(w, http.StatusBadGateway, "hermes_upstream_error",
 		"upstream "+st.info.sni+": "+msg)
