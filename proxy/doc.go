@@ -39,6 +39,31 @@
 //     (HTTP/1.1 connection closed mid-body, HTTP/2 stream reset), so a
 //     truncated stream never looks complete.
 //
+// Responses from an intercepted upstream are scanned for the credential, as
+// defense in depth for the promise that no key enters a sandbox: an upstream
+// that reflects its request (an echo endpoint, a debugging API, an error that
+// quotes the Authorization header) would otherwise hand the key back. Every
+// form in which the proxy sent the key is masked: the raw key, the header
+// value it set, the base64 token of basic auth, and the key URL-encoded as in
+// the query form. A mask has the length of what it hides (the key's bytes
+// become '*', or another byte when '*' is part of the key), so Content-Length
+// stays valid. Response header names and values, 1xx informational headers,
+// trailers and the body are all scanned. The body is masked as it streams:
+// between two reads the proxy holds back only bytes that could still begin a
+// key (never more than its length minus one), so server-sent events go out
+// as soon as the upstream flushes them.
+//
+// Two things the scan cannot see:
+//
+//   - Compressed bodies. Content-Encoding (gzip, br, deflate, zstd) is left as
+//     the client and the upstream negotiated it, and the scan works on the
+//     encoded bytes, so a compressed echo carries the key through unless the
+//     encoding happens to store it verbatim (then the mask makes the body fail
+//     to decode rather than leak).
+//   - Websocket frames (and any other protocol after a 101 Switching
+//     Protocols). The 101's headers are masked; the frames are relayed as they
+//     are, since masking inside them would need a frame parser per protocol.
+//
 // The proxy writes one slog record per intercepted request, per passthrough
 // connection and per refused connection; attribute keys are in logkeys.go. No
 // header is ever logged, and no credential appears in a record, an error or a
