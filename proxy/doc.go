@@ -53,6 +53,11 @@
 // key (never more than its length minus one), so server-sent events go out
 // as soon as the upstream flushes them.
 //
+// Only whole occurrences are masked: an upstream that echoes part of a key
+// (truncated to a length, or its last characters) passes that part through.
+// When the upstream fails mid-body, the response is aborted and the bytes held
+// back as a possible key prefix are dropped, not sent.
+//
 // Two things the scan cannot see:
 //
 //   - Compressed bodies. Content-Encoding (gzip, br, deflate, zstd) is left as

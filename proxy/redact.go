@@ -248,11 +248,15 @@ func (b *redactingBody) Read(p []byte) (int, error) {
 			b.ready -= n
 			return n, nil
 		}
-		if b.err != nil {
+		if b.err == io.EOF && len(b.pend) > 0 {
 			// Nothing more can arrive, so an undecided tail is not a key.
-			if b.ready = len(b.pend); b.ready > 0 {
-				continue
-			}
+			b.ready = len(b.pend)
+			continue
+		}
+		if b.err != nil {
+			// After a failed read the response is aborted anyway; an
+			// undecided tail, possibly most of a key, is dropped.
+			b.pend = b.pend[:0]
 			return 0, b.err
 		}
 		var n, m int
@@ -296,9 +300,9 @@ func (b *redactingBody) readSmall() int {
 // must wait for more input.
 func (b *redactingBody) scan(window []byte, err error) int {
 	end := b.red.maskInPlace(window)
-	if err != nil {
-		b.err = err
-		if err == io.EOF && b.onEOF != nil {
+	b.err = err
+	if err == io.EOF {
+		if b.onEOF != nil {
 			b.onEOF()
 		}
 		return 0

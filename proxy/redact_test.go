@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -179,6 +180,18 @@ func TestRedactingBodyHoldsOnlyKeyPrefixes(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantReads, got); diff != "" {
 		t.Errorf("reads (-want +got):\n%s", diff)
+	}
+}
+
+// A body that fails mid-key ends with the error, never with the key prefix
+// that was held back: the response is aborted, and the prefix is most of a key.
+func TestRedactingBodyDropsHeldPrefixOnError(t *testing.T) {
+	src := io.MultiReader(strings.NewReader("data: sk-proj-SECR"),
+		iotest.ErrReader(io.ErrUnexpectedEOF))
+	b := &redactingBody{src: io.NopCloser(src), red: newRedaction("sk-proj-SECRET")}
+	got, err := io.ReadAll(b)
+	if string(got) != "data: " || err != io.ErrUnexpectedEOF {
+		t.Errorf("got %q, %v; want %q, %v", got, err, "data: ", io.ErrUnexpectedEOF)
 	}
 }
 
