@@ -16,7 +16,7 @@ import (
 const s4 = "4 bulk"
 
 // bulk is scenario 4: BulkBytes down and up, over one HTTP/1.1 connection and
-// split across 16 at once. Throughput is bytes over wall time (MB = 10^6
+// split across 16 at once (the "16 streams", as 16 connections). Throughput is bytes over wall time (MB = 10^6
 // bytes); hermes-netd's efficiency is bytes over the CPU time it used.
 func (b *bench) bulk(ctx context.Context) error {
 	for _, dir := range []string{"down", "up"} {
@@ -26,9 +26,10 @@ func (b *bench) bulk(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			m := fmt.Sprintf("%s %s, %d stream", dir, sizeName(b.set.BulkBytes), streams)
+			m := fmt.Sprintf("%s %s, 1 connection", dir, sizeName(b.set.BulkBytes))
 			if streams > 1 {
-				m += "s"
+				m = fmt.Sprintf("%s %s, %d connections", dir, sizeName(b.set.BulkBytes),
+					streams)
 			}
 			x := res.compare(s4, m+" throughput", "mbps", "MB/s", cmpRatio)
 			b.rep.add(x.withTarget(">= 0.85x", val(x.Value) >= 0.85))

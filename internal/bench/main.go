@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hermes-netd/hermes-netd/internal/testenv"
 )
 
 // settings size the scenarios; quick is for a smoke run under two minutes.
@@ -84,7 +86,7 @@ func run() error {
 	b := &bench{set: defaults(quick), logger: logger, rep: &report{
 		Started: time.Now().UTC(), Quick: quick, Machine: describeMachine(),
 	}}
-	b.rep.Rounds = b.set.Rounds
+	b.rep.Rounds, b.rep.Settings = b.set.Rounds, b.set
 	err := b.runAll(ctx)
 
 	b.rep.Duration = time.Since(b.rep.Started).Round(time.Second).String()
@@ -123,6 +125,8 @@ func (b *bench) runAll(ctx context.Context) error {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", name, err)
 		}
 	}
+	b.noteNeighbours("at the start")
+	defer b.noteNeighbours("at the end")
 	step("7 connect hook", b.connectHook)
 	step("6 leaf mint", b.mintGoBench)
 
@@ -147,6 +151,35 @@ func (b *bench) runAll(ctx context.Context) error {
 	step("5 idle connections", b.idle)
 	step("8 peers", b.peers)
 	return ctx.Err()
+}
+
+// noteNeighbours records other runs' namespaces and BPF pins: a test suite
+// running beside the bench shares its CPUs, and BPF programs it attached
+// to the cgroup root run on every connect of the machine.
+func (b *bench) noteNeighbours(when string) {
+	ours := ""
+	if b.w != nil {
+		ours = testenv.Prefix + b.w.env.ID()
+	}
+	var others []string
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if n := strings.Fields(l + " x")[0]; strings.HasPrefix(n, "hermes") &&
+			(ours == "" || !strings.HasPrefix(n, ours)) {
+			others = append(others, "netns "+n)
+		}
+	}
+	pins, _ := os.ReadDir("/sys/fs/bpf")
+	for _, p := range pins {
+		if strings.HasPrefix(p.Name(), "hermes") && p.Name() != ours {
+			others = append(others, "bpf pin /sys/fs/bpf/"+p.Name())
+		}
+	}
+	if len(others) > 0 {
+		b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("other runs on this machine %s "+
+			"(their load and BPF programs share the machine): %s", when,
+			strings.Join(others, ", ")))
+	}
 }
 
 func progress(format string, args ...any) {
@@ -182,17 +215,13 @@ func (b *bench) alternate(ctx context.Context, rounds int, paths []path,
 			if err := b.w.setPath(p); err != nil {
 				return nil, err
 			}
-			before := b.w.upstream.injected.Load() + b.w.slow.injected.Load()
+			before := b.w.counts()
 			figs, err := fn(p)
 			if err != nil {
 				return nil, fmt.Errorf("%s, round %d: %w", p, r+1, err)
 			}
-			// A figure counts only if the traffic took the path it is filed under.
-			injected := b.w.upstream.injected.Load() + b.w.slow.injected.Load() - before
-			if (p == direct) != (injected == 0) && p != viaSplit {
-				return nil, fmt.Errorf("%s, round %d: %d requests reached the upstream "+
-					"with the injected key; want %s", p, r+1, injected,
-					map[bool]string{true: "none", false: "some"}[p == direct])
+			if err := checkPath(p, b.w.counts().sub(before)); err != nil {
+				return nil, fmt.Errorf("%s, round %d: %w", p, r+1, err)
 			}
 			for k, v := range figs {
 				if out[k] == nil {
@@ -203,6 +232,25 @@ func (b *bench) alternate(ctx context.Context, rounds int, paths []path,
 		}
 	}
 	return out, nil
+}
+
+// checkPath fails a round whose requests did not take path p: direct ones
+// come from the sandbox's address without the injected key; proxied ones
+// come from the host's address, with the key unless the proxy cannot set
+// one (sslsplit).
+func checkPath(p path, c counts) error {
+	switch {
+	case p == direct && (c.proxied > 0 || c.injected > 0 || c.fromSandbox == 0):
+		return fmt.Errorf("direct round: %d requests came through a proxy, %d had the "+
+			"injected key, %d came from the sandbox", c.proxied, c.injected, c.fromSandbox)
+	case p != direct && (c.fromSandbox > 0 || c.proxied == 0):
+		return fmt.Errorf("%s round: %d requests came straight from the sandbox, %d "+
+			"through a proxy", p, c.fromSandbox, c.proxied)
+	case p != direct && p != viaSplit && c.injected < c.proxied:
+		return fmt.Errorf("%s round: only %d of %d requests had the injected key", p,
+			c.injected, c.proxied)
+	}
+	return nil
 }
 
 // compare makes a row of figure name from direct and hermes-netd rounds.

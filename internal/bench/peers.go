@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hermes-netd/hermes-netd/internal/testenv"
@@ -43,7 +44,7 @@ func (b *bench) peers(ctx context.Context) error {
 		{path: viaSplit, port: 8082, protos: []proto{h1}, start: startSSLsplit,
 			why: "sslsplit ssl mode with netfilter original destination; it has no " +
 				"option to add a header and does not speak HTTP/2; it does not verify " +
-				"the upstream certificate"},
+				"the upstream certificate (its default)"},
 	}
 	var errs []error
 	for _, p := range ps {
@@ -67,10 +68,7 @@ func (b *bench) peer(ctx context.Context, p *peer) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	defer stopGroup(cmd)
 	if err := b.redirectTo(ctx, p.port); err != nil {
 		return err
 	}
@@ -78,8 +76,9 @@ func (b *bench) peer(ctx context.Context, p *peer) error {
 		peerTable).Run()
 
 	paths := []path{viaHermes, p.path}
+	rounds := min(b.set.Rounds, 3)
 	for _, pr := range p.protos {
-		res, err := b.alternate(ctx, b.set.Rounds, paths, func(q path) (figures, error) {
+		res, err := b.alternate(ctx, rounds, paths, func(q path) (figures, error) {
 			return b.latency(ctx, q, pr, fastHost)
 		})
 		if err != nil {
@@ -90,7 +89,7 @@ func (b *bench) peer(ctx context.Context, p *peer) error {
 		}
 	}
 	for _, pr := range p.protos {
-		res, err := b.alternate(ctx, b.set.Rounds, paths, func(q path) (figures, error) {
+		res, err := b.alternate(ctx, rounds, paths, func(q path) (figures, error) {
 			pid := b.w.pid
 			if q == p.path {
 				pid = cmd.Process.Pid
@@ -180,8 +179,7 @@ func startMitm(ctx context.Context, b *bench, p *peer) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("starting mitmdump: %w", err)
 	}
 	if err := b.waitPort(ctx, p.port); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		stopGroup(cmd)
 		log, _ := os.ReadFile(logf.Name())
 		return nil, fmt.Errorf("mitmdump: %w: %s", err, log)
 	}
@@ -190,8 +188,7 @@ func startMitm(ctx context.Context, b *bench, p *peer) (*exec.Cmd, error) {
 		err = b.w.trustPEM(viaMitm, pem)
 	}
 	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		stopGroup(cmd)
 		return nil, fmt.Errorf("reading mitmproxy's CA: %w", err)
 	}
 	return cmd, nil
@@ -220,8 +217,7 @@ func startSSLsplit(ctx context.Context, b *bench, p *peer) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("starting sslsplit: %w", err)
 	}
 	if err := b.waitPort(ctx, p.port); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		stopGroup(cmd)
 		log, _ := os.ReadFile(logf.Name())
 		return nil, fmt.Errorf("sslsplit: %w: %s", err, log)
 	}
@@ -230,9 +226,16 @@ func startSSLsplit(ctx context.Context, b *bench, p *peer) (*exec.Cmd, error) {
 		err = b.w.trustPEM(viaSplit, pem)
 	}
 	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		stopGroup(cmd)
 		return nil, err
 	}
 	return cmd, nil
+}
+
+// stopGroup kills a peer's whole process group (sslsplit forks a worker that
+// would outlive its parent) while the leader is not yet reaped, so that the
+// group id cannot have been reused, then reaps the leader.
+func stopGroup(cmd *exec.Cmd) {
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
 }

@@ -58,6 +58,7 @@ type report struct {
 	Duration string    `json:"duration"`
 	Quick    bool      `json:"quick"`
 	Rounds   int       `json:"rounds"`
+	Settings settings  `json:"settings"`
 	Machine  machine   `json:"machine"`
 	Notes    []string  `json:"notes,omitempty"`
 	Rows     []row     `json:"rows"`
@@ -199,7 +200,7 @@ func fmtVal(v *float64, unit string) string {
 	a := math.Abs(*v)
 	var s string
 	switch {
-	case a == 0 || a >= 100:
+	case a == 0 || a >= 100 || (a < 1e6 && a == math.Trunc(a)):
 		s = strconv.FormatFloat(*v, 'f', 0, 64)
 	case a >= 10:
 		s = strconv.FormatFloat(*v, 'f', 1, 64)

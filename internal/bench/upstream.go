@@ -9,12 +9,15 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/hermes-netd/hermes-netd/internal/testenv"
 )
 
 // payload is the body of every small response: 1 KiB.
@@ -37,6 +40,26 @@ type upstream struct {
 	injected atomic.Uint64
 	// conns counts accepted connections.
 	conns atomic.Uint64
+	// fromSandbox and proxied count requests by their source address: the
+	// sandbox's own when direct, the host's when a proxy there made them.
+	fromSandbox, proxied atomic.Uint64
+}
+
+// counts is a snapshot of an upstream's request counters.
+type counts struct{ injected, fromSandbox, proxied uint64 }
+
+func (u *upstream) counts() counts {
+	return counts{u.injected.Load(), u.fromSandbox.Load(), u.proxied.Load()}
+}
+
+func (c counts) add(o counts) counts {
+	return counts{c.injected + o.injected, c.fromSandbox + o.fromSandbox,
+		c.proxied + o.proxied}
+}
+
+func (c counts) sub(o counts) counts {
+	return counts{c.injected - o.injected, c.fromSandbox - o.fromSandbox,
+		c.proxied - o.proxied}
 }
 
 func newUpstream(cert tls.Certificate) (*upstream, error) {
@@ -58,6 +81,12 @@ func newUpstream(cert tls.Certificate) (*upstream, error) {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") == "Bearer "+benchKey {
 				u.injected.Add(1)
+			}
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil &&
+				ap.Addr().Unmap() == testenv.SandboxAddr4.Addr() {
+				u.fromSandbox.Add(1)
+			} else {
+				u.proxied.Add(1)
 			}
 			mux.ServeHTTP(w, r)
 		}),

@@ -284,6 +284,9 @@ func (w *world) stopDaemon() error {
 	return err
 }
 
+// counts are both upstreams' request counters together.
+func (w *world) counts() counts { return w.upstream.counts().add(w.slow.counts()) }
+
 // cli runs the hermes-netd command line with the bench's config.
 func (w *world) cli(stdin string, args ...string) (string, error) {
 	cmd := exec.Command(w.bin, append([]string{"--config", w.config}, args...)...)
