@@ -121,7 +121,11 @@ func (b *bench) runAll(ctx context.Context) error {
 		progress("%s", name)
 		if err := fn(ctx); err != nil {
 			b.failed = true
-			b.rep.add(row{Scenario: name, Metric: "run", Note: "failed: " + err.Error()})
+			note := "failed: " + err.Error()
+			if ctx.Err() != nil {
+				note = "interrupted"
+			}
+			b.rep.add(row{Scenario: name, Metric: "run", Note: note})
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", name, err)
 		}
 	}

@@ -169,7 +169,12 @@ func (r *report) printTable(out io.Writer) {
 		}
 		metric := x.Metric
 		if x.Note != "" && x.Direct == nil && x.Hermes == nil {
-			metric += " (" + x.Note + ")"
+			// The first line only; the JSON has all of it.
+			n, _, _ := strings.Cut(x.Note, "\n")
+			if len(n) > 160 {
+				n = n[:160] + "..."
+			}
+			metric += " (" + n + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Scenario, metric, d, h, cmp,
 			orDash(x.Target), met)
