@@ -24,6 +24,9 @@ type Config struct {
 	Mode   string   // redirect mechanism: auto (default), ebpf or nft
 	Ports  []uint16 // intercepted TCP ports; default [443]
 	Strict bool     // reject all other egress of a sandbox but DNS and loopback
+	// StrictDNS limits the DNS that Strict lets out (udp/tcp 53) to these
+	// ranges; empty lets DNS out to any host.
+	StrictDNS []netip.Prefix
 	// ListenPort is the port of the proxy's listeners (127.0.0.1 and ::1)
 	// inside each attached namespace; default 15443. It may not be one of
 	// Ports.

@@ -23,6 +23,7 @@ type file struct {
 	Ports           []int                     `yaml:"ports"`
 	ListenPort      int                       `yaml:"listen_port"`
 	Strict          bool                      `yaml:"strict"`
+	StrictDNS       []string                  `yaml:"strict_dns"`
 	Default         string                    `yaml:"default"`
 	Passthrough     []string                  `yaml:"passthrough"`
 	Providers       map[string]ProviderConfig `yaml:"providers"`

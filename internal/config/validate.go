@@ -104,7 +104,8 @@ func (v *validator) build(f *file) *Config {
 	}
 	c.Ports = v.ports(f.Ports)
 	c.ListenPort = v.listenPort(f.ListenPort, c.Ports)
-	c.AllowUpstream = v.prefixes(f.AllowUpstream)
+	c.AllowUpstream = v.prefixes("allow_upstream", f.AllowUpstream)
+	c.StrictDNS = v.prefixes("strict_dns", f.StrictDNS)
 	c.Timeouts = Timeouts{
 		Handshake:  v.duration([]string{"timeouts", "handshake"}, f.Timeouts.Handshake),
 		ReadHeader: v.duration([]string{"timeouts", "read_header"}, f.Timeouts.ReadHeader),
@@ -186,12 +187,12 @@ func (v *validator) listenPort(p int, intercepted []uint16) uint16 {
 	return uint16(p)
 }
 
-func (v *validator) prefixes(in []string) []netip.Prefix {
+func (v *validator) prefixes(field string, in []string) []netip.Prefix {
 	var out []netip.Prefix
 	for i, s := range in {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			v.fail([]string{"allow_upstream", strconv.Itoa(i)}, "%q is not a CIDR prefix "+
+			v.fail([]string{field, strconv.Itoa(i)}, "%q is not a CIDR prefix "+
 				"(write 198.18.0.0/15 or fd00::/8; a single address is 10.0.0.1/32)", s)
 			continue
 		}
