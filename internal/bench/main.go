@@ -87,9 +87,11 @@ func run() error {
 		Started: time.Now().UTC(), Quick: quick, Machine: describeMachine(),
 	}}
 	b.rep.Rounds, b.rep.Settings = b.set.Rounds, b.set
+	b.rep.LoadAverage[0] = loadAverage()
 	err := b.runAll(ctx)
 
 	b.rep.Duration = time.Since(b.rep.Started).Round(time.Second).String()
+	b.rep.LoadAverage[1] = loadAverage()
 	sortRows(b.rep.Rows)
 	fmt.Println()
 	b.rep.printTable(os.Stdout)

@@ -60,8 +60,11 @@ type report struct {
 	Rounds   int       `json:"rounds"`
 	Settings settings  `json:"settings"`
 	Machine  machine   `json:"machine"`
-	Notes    []string  `json:"notes,omitempty"`
-	Rows     []row     `json:"rows"`
+	// LoadAverage is /proc/loadavg at the start and at the end: on a shared
+	// machine, other work competes for the CPUs and every figure moves.
+	LoadAverage [2]string `json:"load_average"`
+	Notes       []string  `json:"notes,omitempty"`
+	Rows        []row     `json:"rows"`
 }
 
 func (r *report) add(x row) {
@@ -180,6 +183,8 @@ func (r *report) printTable(out io.Writer) {
 			orDash(x.Target), met)
 	}
 	tw.Flush()
+	fmt.Fprintf(out, "load average (1, 5, 15 min) at start: %s; at end: %s\n",
+		r.LoadAverage[0], r.LoadAverage[1])
 	notes := r.Notes
 	for _, x := range r.Rows {
 		if x.Note != "" && (x.Direct != nil || x.Hermes != nil) {
@@ -277,4 +282,14 @@ func cmdOut(name string, args ...string) string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(l)
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	fs := strings.Fields(string(b))
+	if len(fs) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fs[:3], " ")
 }
