@@ -122,6 +122,10 @@ func (n *NS) Close() error {
 // Spec is the spec the namespace was opened with.
 func (n *NS) Spec() string { return n.spec }
 
+// SetSpec renames n in Spec, logs and errors. A namespace found by FindByInode
+// is opened through a /proc path; its caller names it as it knows it.
+func (n *NS) SetSpec(spec string) { n.spec = spec }
+
 // Fd is the namespace's file descriptor, valid until Close.
 func (n *NS) Fd() int { return n.fd }
 
