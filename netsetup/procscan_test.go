@@ -64,7 +64,7 @@ func TestProcScanFind(t *testing.T) {
 		"600/task/600/ns/net1": "net:[4026532800]",
 	}, map[string]string{
 		"self/mountinfo": selfMounts,
-		"400/mountinfo": "700 1 0:4 net:[4026532800] /var/lib/ctr/netns rw - nsfs nsfs rw\n",
+		"400/mountinfo":  "700 1 0:4 net:[4026532800] /var/lib/ctr/netns rw - nsfs nsfs rw\n",
 	})
 	scan := procScan{root: root}
 
