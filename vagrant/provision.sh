@@ -63,6 +63,8 @@ need_root
 apt_install ca-certificates curl git make gcc clang llvm libbpf-dev linux-libc-dev \
 	iproute2 nftables conntrack python3 nodejs util-linux procps \
 	wrk nghttp2-client
+# The peer proxies `make bench` compares hermes-netd with (scenario 8).
+apt_install mitmproxy sslsplit openssl
 # Debian splits npm out of nodejs; other builds of nodejs (NodeSource) ship it
 # and conflict with Debian's npm package, so ask for it only when it is absent.
 command -v npm >/dev/null 2>&1 || apt_install npm
