@@ -47,6 +47,10 @@ func (s *Server) handle(c net.Conn, sb Sandbox) {
 	case Intercept:
 		s.intercept(c, peeked, sb.Name, origin, hello.ServerName, d.Provider, deadline)
 	case Passthrough:
+		if err := s.checkDestination(pol, hello.ServerName, origin.Dst.Addr()); err != nil {
+			s.refuse(c, sb.Name, origin, hello.ServerName, err.Error())
+			return
+		}
 		s.passthrough(c, peeked, sb.Name, origin, hello.ServerName, pol, d.Reason)
 	default:
 		s.refuse(c, sb.Name, origin, hello.ServerName, d.Reason)

@@ -8,7 +8,9 @@
 //     client-supplied credentials are stripped, the provider's key is injected and
 //     the request is forwarded to the connection's original destination over TLS
 //     verified for the SNI.
-//   - A passthrough domain is spliced to the original destination untouched.
+//   - A passthrough domain is spliced to the original destination untouched,
+//     once that destination is found to be one of the name's own addresses
+//     (Policy.Hosts, else DNS), so an allowed SNI cannot be aimed elsewhere.
 //   - Anything else, and anything that is not a well-formed TLS ClientHello with
 //     an SNI, is refused (or passed through when the policy's default says so).
 //

@@ -297,6 +297,13 @@ func newEnv(t testing.TB, upstreamRoots *x509.CertPool, opts ...envOption) *env 
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
+		// A DNS that agrees with the sandbox: every name has the address the
+		// connections go to. Tests of the destination check replace it.
+		Resolve: func(context.Context, string) ([]netip.Addr, error) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return []netip.Addr{e.dst.Addr()}, nil
+		},
 	}
 	for _, f := range opts {
 		f(&o)

@@ -25,6 +25,19 @@ type Policy struct {
 	// DefaultPassthrough passes through names that are in neither list.
 	// False (the default) refuses them.
 	DefaultPassthrough bool
+	// Hosts pins the addresses of passthrough names for the destination check
+	// (see UncheckedPassthrough): a name with an entry is checked against these
+	// addresses only, and DNS is not asked. Keys are exact names or *.suffix
+	// patterns, as in Passthrough; an exact entry wins, then the longest
+	// matching pattern. Nil means DNS decides for every name.
+	Hosts map[string][]netip.Addr
+	// UncheckedPassthrough turns the destination check off. With the check
+	// (false, the default) a passthrough connection is spliced only when its
+	// original destination is one of the addresses the host finds for its SNI
+	// (Hosts, else Options.Resolve); otherwise it is refused. Security caveat:
+	// true lets a sandbox send an allowed SNI to any address it chooses, so the
+	// passthrough list no longer limits where it can connect (SNI spoofing).
+	UncheckedPassthrough bool
 	// AllowUpstream lists upstream ranges the SSRF guard lets through although
 	// they are not public (loopback, private, link-local...). The test suite
 	// allows its fake internet this way. The proxy's own listeners are refused
@@ -67,11 +80,24 @@ type Decision struct {
 	Reason   string              // why, in words for a record
 }
 
-// Validate checks the passthrough patterns and allowed ranges.
+// Validate checks the passthrough patterns, hosts entries and allowed ranges.
 func (p *Policy) Validate() error {
 	for _, pat := range p.Passthrough {
 		if err := providers.ValidatePattern(pat); err != nil {
 			return fmt.Errorf("passthrough entry %q: %w", pat, err)
+		}
+	}
+	for name, addrs := range p.Hosts {
+		if err := providers.ValidatePattern(name); err != nil {
+			return fmt.Errorf("hosts entry %q: %w", name, err)
+		}
+		if len(addrs) == 0 {
+			return fmt.Errorf("hosts entry %q has no address", name)
+		}
+		for _, a := range addrs {
+			if !a.IsValid() {
+				return fmt.Errorf("hosts entry %q holds an invalid address", name)
+			}
 		}
 	}
 	for _, pfx := range p.AllowUpstream {

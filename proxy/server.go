@@ -52,6 +52,9 @@ type Timeouts struct {
 	UpstreamIdle time.Duration
 	// Dial bounds the TCP connect to the original destination (default 10s).
 	Dial time.Duration
+	// Resolve bounds the lookup of a passthrough name for the destination
+	// check (default 5s).
+	Resolve time.Duration
 }
 
 func (t *Timeouts) setDefaults() {
@@ -65,6 +68,7 @@ func (t *Timeouts) setDefaults() {
 	def(&t.Idle, 120*time.Second)
 	def(&t.UpstreamIdle, 90*time.Second)
 	def(&t.Dial, 10*time.Second)
+	def(&t.Resolve, 5*time.Second)
 }
 
 // Options configure a Server. Logger, Policy, Keys and Certs are required.
@@ -88,14 +92,21 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Timeouts bound the phases of a connection; zero fields take defaults.
 	Timeouts Timeouts
+	// Resolve looks up a passthrough name's addresses for the destination
+	// check (Policy.UncheckedPassthrough); nil means
+	// net.DefaultResolver.LookupNetIP(ctx, "ip", host). Answers are cached for
+	// 30s and failures for 5s: the standard resolver gives no record TTLs, so
+	// the cache cannot follow them. Names pinned in Policy.Hosts never reach it.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Server is the interception proxy. One Server serves any number of
 // listeners, one per sandbox.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	policy atomic.Pointer[Policy]
+	opts     Options
+	log      *slog.Logger
+	policy   atomic.Pointer[Policy]
+	resolver *resolveCache
 
 	upstreams upstreams
 	rp        *httputil.ReverseProxy
@@ -133,6 +144,7 @@ func New(opts Options) (*Server, error) {
 		listeners: make(map[net.Listener]netip.AddrPort),
 		raw:       make(map[net.Conn]struct{}),
 		tlsConns:  newConnListener(),
+		resolver:  newResolveCache(opts.Resolve),
 	}
 	s.policy.Store(opts.Policy)
 	s.rp = s.newReverseProxy()
