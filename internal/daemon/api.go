@@ -29,6 +29,9 @@ type Attachment struct {
 	Connections uint64 `json:"connections"`
 	// Requests counts the requests the proxy recorded for the namespace.
 	Requests uint64 `json:"requests"`
+	// NameGone is true when Spec no longer names the namespace (name deleted,
+	// pid:N exited) but processes still live in it, so it stays intercepted.
+	NameGone bool `json:"name_gone,omitempty"`
 }
 
 // DetachResult answers a detach.

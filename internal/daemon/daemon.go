@@ -50,6 +50,14 @@ type Kernel interface {
 	// Forget removes what is left of the redirect of a namespace that no longer
 	// exists (rec.Cookie). Idempotent.
 	Forget(rec Record) error
+	// InUse reports whether the namespace with inode rec.Inode can still make
+	// traffic: a process or thread has it as its network namespace, or it is
+	// bind-mounted. Asked only once rec.Spec no longer opens it.
+	InUse(rec Record) (bool, error)
+	// Find opens the live namespace with inode rec.Inode through whatever holds
+	// it, named rec.Spec; an error wrapping ErrNoNamespace when nothing does.
+	// The caller checks the cookie: inodes are reused.
+	Find(rec Record) (Namespace, error)
 }
 
 // Proxy serves the connections accepted on ln for the namespace named sandbox.
@@ -100,6 +108,9 @@ type attachment struct {
 	lns      []net.Listener
 	accepted atomic.Uint64
 	served   sync.WaitGroup
+	// nameGone is set once rec.Spec stopped naming the namespace while
+	// processes still live in it: it stays intercepted, logged once. d.mu.
+	nameGone bool
 }
 
 // New returns a Daemon with nothing attached; call Restore to take back the state.
@@ -348,6 +359,7 @@ func (a *attachment) status(c *audit.Counters) Attachment {
 		Record:      a.rec,
 		Connections: a.accepted.Load(),
 		Requests:    c.SandboxRequests(a.rec.Spec),
+		NameGone:    a.nameGone,
 	}
 }
 

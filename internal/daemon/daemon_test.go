@@ -372,3 +372,124 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 5s")
 }
+
+// TestCheckVanishedKeepsNamespacesInUse: a namespace whose name is deleted (or
+// whose pid:N process exits) while other processes live in it stays attached
+// and intercepted, until nothing holds it any more.
+func TestCheckVanishedKeepsNamespacesInUse(t *testing.T) {
+	td := newTestDaemon(t)
+	ctx := context.Background()
+	td.k.set("sb1", 501)
+	td.k.set("pid:9", 503)
+	for _, spec := range []string{"sb1", "pid:9"} {
+		if _, err := td.Attach(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	td.k.set("sb1", 0)   // ip netns del sb1, a process still inside
+	td.k.set("pid:9", 0) // the pid exited, another process still inside
+	td.k.hold(501, true)
+	td.k.hold(503, true)
+
+	for range 2 { // the second round logs nothing new and still keeps them
+		if got := td.CheckVanished(); len(got) != 0 {
+			t.Errorf("CheckVanished = %v, want none while processes live in them", got)
+		}
+	}
+	want := map[uint64]Listeners{501: {DefaultPort, DefaultPort}, 503: {DefaultPort, DefaultPort}}
+	if diff := cmp.Diff(want, td.k.attached); diff != "" {
+		t.Errorf("kernel redirects (-want +got):\n%s", diff)
+	}
+	if td.p.servingCount("sb1") != 2 || td.p.servingCount("pid:9") != 2 {
+		t.Errorf("serving sb1 %d, pid:9 %d listeners; want 2 each",
+			td.p.servingCount("sb1"), td.p.servingCount("pid:9"))
+	}
+	for _, a := range td.Attachments() {
+		if !a.NameGone {
+			t.Errorf("attachment %s: NameGone false, want true", a.Spec)
+		}
+	}
+	if diff := cmp.Diff([]string{"pid:9", "sb1"}, td.stateSpecs(t)); diff != "" {
+		t.Errorf("state (-want +got):\n%s", diff)
+	}
+
+	// Cannot tell: keep.
+	td.k.failInUse = errors.New("reading /proc: permission denied")
+	if got := td.CheckVanished(); len(got) != 0 {
+		t.Errorf("CheckVanished when InUse fails = %v, want none (fail closed)", got)
+	}
+	td.k.failInUse = nil
+
+	// The last process of pid:9's namespace exits: now it is gone.
+	td.k.hold(503, false)
+	if diff := cmp.Diff([]string{"pid:9"}, td.CheckVanished()); diff != "" {
+		t.Errorf("CheckVanished (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[uint64]Listeners{501: {DefaultPort, DefaultPort}},
+		td.k.attached); diff != "" {
+		t.Errorf("kernel redirects (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"sb1"}, td.stateSpecs(t)); diff != "" {
+		t.Errorf("state (-want +got):\n%s", diff)
+	}
+	if td.p.servingCount("pid:9") != 0 {
+		t.Errorf("still serving pid:9 after it is gone")
+	}
+
+	// Explicit detach by the old name still works.
+	res, err := td.Detach(ctx, "sb1")
+	if err != nil || !res.WasAttached {
+		t.Errorf("Detach(sb1) = %+v, %v; want WasAttached", res, err)
+	}
+	if len(td.k.attached) != 0 {
+		t.Errorf("kernel redirects after detach = %v, want none", td.k.attached)
+	}
+}
+
+// TestRestoreFindsNamespacesByInode: at start, a namespace whose spec no
+// longer opens it is taken back through what still holds it when its cookie
+// matches; it is forgotten only when nothing holds it, or when its inode now
+// belongs to another namespace.
+func TestRestoreFindsNamespacesByInode(t *testing.T) {
+	td := newTestDaemon(t)
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	recs := []Record{
+		{Spec: "nameless", Inode: 711, Cookie: 1711, Port4: 15443, Since: since},
+		{Spec: "pid:12", Inode: 712, Cookie: 1712, Port4: 15443, Since: since},
+		{Spec: "renamed", Inode: 713, Cookie: 1713, Port4: 15443, Since: since},
+		{Spec: "reused-inode", Inode: 714, Cookie: 1714, Port4: 15443, Since: since},
+		{Spec: "gone", Inode: 715, Cookie: 1715, Port4: 15443, Since: since},
+	}
+	if err := SaveState(td.state, recs); err != nil {
+		t.Fatal(err)
+	}
+	td.k.hold(711, true) // ip netns del nameless, a process inside
+	td.k.hold(712, true) // pid 12 exited, another process inside
+	td.k.set("renamed", 799)
+	td.k.hold(713, true) // the name points elsewhere, the old netns lives on
+	td.k.hold(714, true)
+	td.k.cookies[714] = 9999 // a new namespace got the old inode
+
+	if err := td.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range td.Attachments() {
+		if a.Cookie != a.Inode+1000 || !a.NameGone || !a.Since.Equal(since) {
+			t.Errorf("attachment %+v: want cookie inode+1000, NameGone, since kept", a)
+		}
+		got = append(got, a.Spec)
+	}
+	if diff := cmp.Diff([]string{"nameless", "pid:12", "renamed"}, got); diff != "" {
+		t.Errorf("attached after restore (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint64{1714, 1715}, td.k.forgotten); diff != "" {
+		t.Errorf("forgotten cookies (-want +got):\n%s", diff)
+	}
+	if _, ok := td.k.attached[714]; ok {
+		t.Errorf("the namespace that reused inode 714 was attached")
+	}
+	if diff := cmp.Diff([]string{"nameless", "pid:12", "renamed"}, td.stateSpecs(t)); diff != "" {
+		t.Errorf("state after restore (-want +got):\n%s", diff)
+	}
+}

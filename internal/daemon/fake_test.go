@@ -17,11 +17,18 @@ type fakeKernel struct {
 	forgotten []uint64             // cookies
 	open      int                  // namespaces open now
 	failOpen  error
+	// held are namespaces some process or bind mount still holds, by inode,
+	// whatever their specs say; Find opens them.
+	held map[uint64]bool
+	// cookies override a namespace's cookie (default inode+1000), by inode.
+	cookies   map[uint64]uint64
+	failInUse error
 }
 
 func newFakeKernel() *fakeKernel {
 	return &fakeKernel{specs: map[string]uint64{}, noV6: map[uint64]bool{},
-		attached: map[uint64]Listeners{}}
+		attached: map[uint64]Listeners{}, held: map[uint64]bool{},
+		cookies: map[uint64]uint64{}}
 }
 
 func (k *fakeKernel) Open(spec string) (Namespace, error) {
@@ -60,6 +67,31 @@ func (k *fakeKernel) Forget(rec Record) error {
 	return nil
 }
 
+func (k *fakeKernel) InUse(rec Record) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.failInUse != nil {
+		return false, k.failInUse
+	}
+	return k.held[rec.Inode], nil
+}
+
+func (k *fakeKernel) Find(rec Record) (Namespace, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.held[rec.Inode] {
+		return nil, fmt.Errorf("finding netns inode %d: %w", rec.Inode, ErrNoNamespace)
+	}
+	k.open++
+	return &fakeNS{k: k, spec: rec.Spec, ino: rec.Inode}, nil
+}
+
+func (k *fakeKernel) hold(ino uint64, held bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.held[ino] = held
+}
+
 func (k *fakeKernel) set(spec string, ino uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -83,9 +115,16 @@ type fakeNS struct {
 	closed bool
 }
 
-func (n *fakeNS) Spec() string            { return n.spec }
-func (n *fakeNS) Inode() uint64           { return n.ino }
-func (n *fakeNS) Cookie() (uint64, error) { return n.ino + 1000, nil }
+func (n *fakeNS) Spec() string  { return n.spec }
+func (n *fakeNS) Inode() uint64 { return n.ino }
+func (n *fakeNS) Cookie() (uint64, error) {
+	n.k.mu.Lock()
+	defer n.k.mu.Unlock()
+	if c, ok := n.k.cookies[n.ino]; ok {
+		return c, nil
+	}
+	return n.ino + 1000, nil
+}
 func (n *fakeNS) EnsureLoopbackUp() error { return nil }
 
 func (n *fakeNS) Listen(network, addr string) (net.Listener, error) {

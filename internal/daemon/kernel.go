@@ -69,6 +69,20 @@ func (k *redirectKernel) Detach(ns Namespace) error {
 
 func (k *redirectKernel) Forget(rec Record) error { return k.r.DetachCookie(rec.Cookie) }
 
+func (k *redirectKernel) InUse(rec Record) (bool, error) { return netsetup.InUse(rec.Inode) }
+
+func (k *redirectKernel) Find(rec Record) (Namespace, error) {
+	ns, err := netsetup.FindByInode(rec.Inode)
+	if errors.Is(err, netsetup.ErrNotFound) {
+		return nil, notFound{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	ns.SetSpec(rec.Spec)
+	return ns, nil
+}
+
 // Mode is the redirect mode in use, ebpf or nft.
 func (k *redirectKernel) Mode() string { return string(k.r.Mode()) }
 

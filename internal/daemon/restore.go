@@ -9,10 +9,13 @@ import (
 	"time"
 )
 
-// Restore takes back the namespaces of the state file: those that still exist
-// (same namespace identity) are attached again, those that vanished are forgotten,
-// one log line each. A namespace that exists but cannot be attached stays in the
-// state file (its redirect stays too, so its sandbox fails closed) and is logged.
+// Restore takes back the namespaces of the state file. A namespace is taken
+// back through its spec when that still opens it, else through whatever still
+// holds it (a process or a bind mount, found by inode and confirmed by cookie,
+// since inodes are reused), keeping the spec as its name. Only a namespace that
+// nothing holds any more is forgotten. One log line each. A namespace that
+// exists but cannot be attached stays in the state file (its redirect stays
+// too, so its sandbox fails closed) and is logged.
 func (d *Daemon) Restore(ctx context.Context) error {
 	recs, err := LoadState(d.opts.StatePath)
 	if err != nil {
@@ -31,17 +34,16 @@ func (d *Daemon) Restore(ctx context.Context) error {
 func (d *Daemon) restore(rec Record) {
 	ns, err := d.opts.Kernel.Open(rec.Spec)
 	if errors.Is(err, ErrNoNamespace) {
-		d.forget(rec, "namespace no longer exists")
+		d.restoreByInode(rec, "name no longer exists")
 		return
 	}
 	if err != nil {
-		d.log.Error("Keeping namespace for a later start", "netns", rec.Spec, "error", err)
-		d.kept = append(d.kept, rec)
+		d.keep(rec, err)
 		return
 	}
 	if ns.Inode() != rec.Inode {
 		ns.Close()
-		d.forget(rec, "name now refers to another namespace")
+		d.restoreByInode(rec, "name now refers to another namespace")
 		return
 	}
 	if _, ok := d.attached[rec.Inode]; ok {
@@ -52,11 +54,58 @@ func (d *Daemon) restore(rec Record) {
 	a, err := d.attach(ns, rec.Since)
 	if err != nil {
 		ns.Close()
-		d.log.Error("Keeping namespace for a later start", "netns", rec.Spec, "error", err)
-		d.kept = append(d.kept, rec)
+		d.keep(rec, err)
 		return
 	}
-	d.log.Info("Re-attached", "netns", rec.Spec, "cookie", a.rec.Cookie)
+	d.log.Info("Re-attached", "netns", rec.Spec, "cookie", a.rec.Cookie,
+		"port4", a.rec.Port4, "port6", a.rec.Port6)
+}
+
+// restoreByInode takes back a namespace whose spec no longer opens it, through
+// a process or bind mount that still holds it. d.mu is held.
+func (d *Daemon) restoreByInode(rec Record, why string) {
+	ns, err := d.opts.Kernel.Find(rec)
+	if errors.Is(err, ErrNoNamespace) {
+		d.forget(rec, why+"; no process or bind mount holds the namespace")
+		return
+	}
+	if err != nil {
+		d.keep(rec, err)
+		return
+	}
+	cookie, err := ns.Cookie()
+	if err != nil {
+		ns.Close()
+		d.keep(rec, err)
+		return
+	}
+	if cookie != rec.Cookie {
+		ns.Close()
+		d.forget(rec, why+"; its inode now belongs to another namespace")
+		return
+	}
+	if _, ok := d.attached[rec.Inode]; ok {
+		ns.Close()
+		return
+	}
+
+	a, err := d.attach(ns, rec.Since)
+	if err != nil {
+		ns.Close()
+		d.keep(rec, err)
+		return
+	}
+	a.nameGone = true
+	d.log.Warn("Re-attached a namespace that outlived its name; it stays intercepted "+
+		"until its last process exits (detach it by this name to stop)",
+		"netns", rec.Spec, "reason", why, "cookie", a.rec.Cookie,
+		"port4", a.rec.Port4, "port6", a.rec.Port6)
+}
+
+// keep leaves rec in the state file for a later start. d.mu is held.
+func (d *Daemon) keep(rec Record, err error) {
+	d.log.Error("Keeping namespace for a later start", "netns", rec.Spec, "error", err)
+	d.kept = append(d.kept, rec)
 }
 
 // forget drops the kernel leftovers of a namespace that is gone. d.mu is held.
@@ -69,10 +118,7 @@ func (d *Daemon) forget(rec Record, why string) {
 	d.log.Info("Forgot vanished namespace", "netns", rec.Spec, "reason", why)
 }
 
-// Watch checks every interval that each attached namespace still exists under
-// its spec, and detaches those that vanished (the daemon's own listeners keep a
-// namespace alive, so it is the name or the process that disappears). It returns
-// when ctx is done.
+// Watch calls CheckVanished every interval until ctx is done.
 func (d *Daemon) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -86,8 +132,13 @@ func (d *Daemon) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// CheckVanished detaches every attached namespace whose spec no longer opens the
-// same namespace, and returns their specs.
+// CheckVanished detaches every attached namespace that is gone, and returns
+// their specs. A namespace is gone when its spec no longer opens it AND no
+// process, thread or bind mount holds it any more (the daemon's own listeners
+// and file descriptor keep it alive, but they make no traffic). A namespace
+// whose name was deleted, or whose pid:N process exited, while other processes
+// still live in it stays attached and intercepted: detaching it would let those
+// processes out directly. That is logged once.
 func (d *Daemon) CheckVanished() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -99,13 +150,34 @@ func (d *Daemon) CheckVanished() []string {
 	for _, a := range d.attached {
 		why := d.vanished(a.rec)
 		if why == "" {
+			if a.nameGone {
+				a.nameGone = false
+				d.log.Info("Namespace has its name again", "netns", a.rec.Spec)
+			}
+			continue
+		}
+		inUse, err := d.opts.Kernel.InUse(a.rec)
+		if err != nil {
+			// Cannot tell: keep intercepting, look again next time.
+			d.log.Error("Checking whether a namespace is still in use; keeping it",
+				"netns", a.rec.Spec, "error", err)
+			continue
+		}
+		if inUse {
+			if !a.nameGone {
+				a.nameGone = true
+				d.log.Warn("Namespace outlived its name; processes still live in it, "+
+					"so it stays intercepted (detach it by this name to stop)",
+					"netns", a.rec.Spec, "reason", why, "cookie", a.rec.Cookie)
+			}
 			continue
 		}
 		if err := d.detach(a); err != nil {
 			d.log.Error("Detaching vanished namespace", "netns", a.rec.Spec, "error", err)
 			continue
 		}
-		d.log.Info("Detached vanished namespace", "netns", a.rec.Spec, "reason", why)
+		d.log.Info("Detached vanished namespace", "netns", a.rec.Spec,
+			"reason", why+"; no process or bind mount holds the namespace")
 		gone = append(gone, a.rec.Spec)
 	}
 	if len(gone) > 0 {
@@ -122,7 +194,7 @@ func (d *Daemon) CheckVanished() []string {
 func (d *Daemon) vanished(rec Record) string {
 	ns, err := d.opts.Kernel.Open(rec.Spec)
 	if errors.Is(err, ErrNoNamespace) {
-		return "namespace no longer exists"
+		return "name no longer exists"
 	}
 	if err != nil {
 		return ""
