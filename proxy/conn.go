@@ -26,7 +26,7 @@ type connInfoKey struct{}
 func (s *Server) handle(c net.Conn, sb Sandbox) {
 	defer s.untrackRaw(c)
 
-	origin, err := sb.Origin(c)
+	origin, err := sb.Origin(rawConn(c))
 	if err != nil {
 		s.refuse(c, sb.Name, Origin{}, "", "original destination unknown: "+err.Error())
 		return

@@ -18,6 +18,9 @@ const (
 	KeyReason   = "reason"    // why, for anything other than a plain success
 	KeyDst      = "dst"       // original destination address:port
 	KeyProto    = "proto"     // negotiated client-side protocol: h2 or http/1.1
+	KeyError    = "error"     // an operational error (accept failures)
+	KeyFailures = "failures"  // accept errors since the previous such record
+	KeyBackoff  = "backoff"   // wait before the next accept
 )
 
 // Values of KeyDecision.
@@ -33,8 +36,9 @@ const (
 
 // Record messages, constant so that they can be grepped and counted.
 const (
-	msgRequest     = "Request"
-	msgPassthrough = "Passthrough connection"
-	msgRefused     = "Connection refused"
-	msgConnError   = "Connection error"
+	msgRequest       = "Request"
+	msgPassthrough   = "Passthrough connection"
+	msgRefused       = "Connection refused"
+	msgConnError     = "Connection error"
+	msgAcceptFailing = "Accept failing; backing off"
 )

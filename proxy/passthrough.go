@@ -56,6 +56,9 @@ func splice(client, up net.Conn, first []byte) (in, out int64, err error) {
 	defer client.Close()
 	defer up.Close()
 
+	// Copy on the accepted socket itself, not its counting wrapper, so that
+	// io.Copy can use splice(2); the deferred Close above releases the count.
+	client = rawConn(client)
 	var (
 		wg   sync.WaitGroup
 		errs [2]error

@@ -92,6 +92,12 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Timeouts bound the phases of a connection; zero fields take defaults.
 	Timeouts Timeouts
+	// MaxConnsPerSandbox caps the connections open at once from one sandbox
+	// (by Sandbox.Name, across its listeners), so that one sandbox cannot use
+	// up the daemon's file descriptors; zero or less means
+	// DefaultMaxConnsPerSandbox. Over the cap an accepted connection is closed
+	// at once and recorded as refused.
+	MaxConnsPerSandbox int
 	// Resolve looks up a passthrough name's addresses for the destination
 	// check (Policy.UncheckedPassthrough); nil means
 	// net.DefaultResolver.LookupNetIP(ctx, "ip", host). Answers are cached for
@@ -107,6 +113,7 @@ type Server struct {
 	log      *slog.Logger
 	policy   atomic.Pointer[Policy]
 	resolver *resolveCache
+	conns    *connLimit
 
 	upstreams upstreams
 	rp        *httputil.ReverseProxy
@@ -145,6 +152,7 @@ func New(opts Options) (*Server, error) {
 		raw:       make(map[net.Conn]struct{}),
 		tlsConns:  newConnListener(),
 		resolver:  newResolveCache(opts.Resolve),
+		conns:     newConnLimit(opts.MaxConnsPerSandbox),
 	}
 	s.policy.Store(opts.Policy)
 	s.rp = s.newReverseProxy()
@@ -203,7 +211,7 @@ func (s *Server) Serve(ln net.Listener, sb Sandbox) error {
 	}
 	defer s.removeListener(ln)
 
-	var backoff time.Duration
+	var errs acceptErrors
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -211,26 +219,29 @@ func (s *Server) Serve(ln net.Listener, sb Sandbox) error {
 				return nil
 			}
 			if isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+				time.Sleep(errs.failed(s.log, sb.Name, err))
 				continue
 			}
 			return fmt.Errorf("accepting on %v: %w", ln.Addr(), err)
 		}
-		backoff = 0
-		if !s.trackRaw(c) {
-			c.Close()
+		errs.succeeded()
+
+		// Over the cap the connection is closed at once, and the loop goes on
+		// draining the backlog: blocking here would stall the sandbox's other
+		// clients, and the refused ones would sit in the backlog holding fds.
+		release, ok := s.conns.acquire(sb.Name)
+		if !ok {
+			s.refuse(c, sb.Name, Origin{}, "", fmt.Sprintf(
+				"sandbox connection limit %d reached", s.conns.max))
+			continue
+		}
+		cc := &countedConn{Conn: c, release: release}
+		if !s.trackRaw(cc) {
+			cc.Close()
 			return nil
 		}
-		go s.handle(c, sb)
+		go s.handle(cc, sb)
 	}
-}
-
-// isTemporary reports accept errors worth retrying, such as running out of
-// file descriptors.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 // Shutdown stops accepting, lets requests in flight and passthrough
