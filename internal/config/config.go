@@ -11,6 +11,10 @@ const DefaultPath = "/etc/hermes/netd.yaml"
 // DefaultListenPort is Config.ListenPort when the file does not set it.
 const DefaultListenPort = 15443
 
+// DefaultMaxConnectionsPerSandbox is Config.MaxConnectionsPerSandbox when the
+// file does not set it (or sets 0).
+const DefaultMaxConnectionsPerSandbox = 1024
+
 // Config is the daemon's configuration, with defaults filled in and every
 // field validated.
 type Config struct {
@@ -37,6 +41,20 @@ type Config struct {
 	Default string
 	// Passthrough lists domains (exact or *.suffix) spliced through untouched.
 	Passthrough []string
+	// PassthroughCheck splices a passthrough connection (listed, or by
+	// Default) only when its original destination is one of the addresses the
+	// host finds for its SNI, in Hosts or else DNS; default true. false splices
+	// to whatever address the sandbox chose, which lets it reach any address
+	// by sending an allowed SNI (SNI spoofing).
+	PassthroughCheck bool
+	// Hosts pins the addresses of names (exact or *.suffix) for the
+	// passthrough check: a name listed here is checked against these
+	// addresses and not looked up in DNS. Addresses are stored unmapped.
+	Hosts map[string][]netip.Addr
+	// MaxConnectionsPerSandbox caps the connections open at once from one
+	// sandbox; over it a new connection is refused. Default 1024; 0 in the
+	// file means the default.
+	MaxConnectionsPerSandbox int
 
 	// Providers adds providers to the built-in catalog or overrides fields of
 	// built-in ones, by provider name. See Catalog.
@@ -121,6 +139,9 @@ func Default() *Config {
 		Ports:      []uint16{443},
 		ListenPort: DefaultListenPort,
 		Default:    "deny",
+
+		PassthroughCheck:         true,
+		MaxConnectionsPerSandbox: DefaultMaxConnectionsPerSandbox,
 		Timeouts: Timeouts{
 			Handshake:    10 * time.Second,
 			ReadHeader:   30 * time.Second,

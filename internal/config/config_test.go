@@ -27,15 +27,19 @@ func TestExampleLoads(t *testing.T) {
 		t.Fatalf("Load(example.yaml): %v", err)
 	}
 	want := &Config{
-		Source:      "testdata/example.yaml",
-		StateDir:    "/var/lib/hermes",
-		SecretsDir:  "/etc/hermes/secrets",
-		Socket:      "/run/hermes/netd.sock",
-		Mode:        "auto",
-		Ports:       []uint16{443},
-		ListenPort:  15443,
-		Default:     "deny",
-		Passthrough: []string{"pypi.org", "files.pythonhosted.org", "*.githubusercontent.com"},
+		Source:           "testdata/example.yaml",
+		StateDir:         "/var/lib/hermes",
+		SecretsDir:       "/etc/hermes/secrets",
+		Socket:           "/run/hermes/netd.sock",
+		Mode:             "auto",
+		Ports:            []uint16{443},
+		ListenPort:       15443,
+		Default:          "deny",
+		Passthrough:      []string{"pypi.org", "files.pythonhosted.org", "*.githubusercontent.com"},
+		PassthroughCheck: true,
+		Hosts: map[string][]netip.Addr{"files.pythonhosted.org": {
+			netip.MustParseAddr("151.101.0.223"), netip.MustParseAddr("2a04:4e42::223")}},
+		MaxConnectionsPerSandbox: 1024,
 		Providers: map[string]ProviderConfig{
 			"openai": {Key: "openai-team"},
 			"nim":    {Domains: []string{"integrate.api.nvidia.com", "ai.api.nvidia.com"}},
@@ -68,7 +72,8 @@ func TestExampleLoads(t *testing.T) {
 		},
 		Audit: Audit{File: "/var/log/hermes/audit.jsonl"},
 	}
-	if diff := cmp.Diff(want, c, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+	if diff := cmp.Diff(want, c,
+		cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)
 	}
 
@@ -238,6 +243,24 @@ func TestErrors(t *testing.T) {
 			[]string{"rate_limits.sandbox.rps:", "must be a positive number"}},
 		{"rate negative burst", "rate_limits:\n  sandboxes:\n    a: {rps: 1, burst: -1}\n",
 			[]string{"rate_limits.sandboxes.a.burst:", "negative"}},
+		{"hosts name", "hosts:\n  Pypi.org: [192.0.2.1]\n",
+			[]string{"bad.yaml:2: hosts.Pypi.org:", "write it in lowercase"}},
+		{"hosts name ip", "hosts:\n  192.0.2.1: [192.0.2.1]\n",
+			[]string{"hosts.192.0.2.1:", "an IP address is not a domain"}},
+		{"hosts no address", "hosts:\n  pypi.org: []\n",
+			[]string{"bad.yaml:2: hosts.pypi.org: no address"}},
+		{"hosts bad address", "hosts:\n  pypi.org:\n    - 192.0.2.1\n    - 192.0.2.0/24\n",
+			[]string{"bad.yaml:4: hosts.pypi.org[1]:", `"192.0.2.0/24" is not an IP address`}},
+		{"hosts zone", "hosts:\n  pypi.org: [\"fe80::1%eth0\"]\n",
+			[]string{"hosts.pypi.org[0]:", "without a prefix or zone"}},
+		{"hosts not a list", "hosts:\n  pypi.org: 192.0.2.1\n",
+			[]string{"bad.yaml:2:", "is not a list"}},
+		{"passthrough_check type", "passthrough_check: yes please\n",
+			[]string{"bad.yaml:1:", "true or false"}},
+		{"negative max connections", "max_connections_per_sandbox: -1\n",
+			[]string{"bad.yaml:1: max_connections_per_sandbox: -1 is negative"}},
+		{"max connections not a number", "max_connections_per_sandbox: lots\n",
+			[]string{"bad.yaml:1:", "is not a whole number"}},
 		{"two documents", "mode: auto\n---\nmode: nft\n", []string{"more than one YAML"}},
 		{"several problems at once", "mode: x\ndefault: y\n",
 			[]string{"mode:", "default:"}},
@@ -274,6 +297,36 @@ func TestListenPortAndShutdown(t *testing.T) {
 	want.Timeouts.Shutdown = 45 * time.Second
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestPassthroughCheckHostsAndConnCap(t *testing.T) {
+	tests := []struct {
+		yaml string
+		set  func(c *Config)
+	}{
+		{"passthrough_check: false\n", func(c *Config) { c.PassthroughCheck = false }},
+		{"max_connections_per_sandbox: 0\n", func(*Config) {}},
+		{"max_connections_per_sandbox: 50\n",
+			func(c *Config) { c.MaxConnectionsPerSandbox = 50 }},
+		{"hosts:\n  \"*.example.test\": [\"::ffff:198.18.0.20\", 2001:db8::20]\n",
+			func(c *Config) {
+				c.Hosts = map[string][]netip.Addr{"*.example.test": {
+					netip.MustParseAddr("198.18.0.20"), netip.MustParseAddr("2001:db8::20")}}
+			}},
+	}
+	for _, tt := range tests {
+		c, err := Parse([]byte(tt.yaml), "set.yaml")
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.yaml, err)
+			continue
+		}
+		want := Default()
+		want.Source = "set.yaml"
+		tt.set(want)
+		if diff := cmp.Diff(want, c, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+			t.Errorf("Parse(%q) (-want +got):\n%s", tt.yaml, diff)
+		}
 	}
 }
 

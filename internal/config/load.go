@@ -16,22 +16,25 @@ import (
 // file is the YAML shape of Config. Values that need parsing stay strings
 // here so that validation can name the field and line of a bad one.
 type file struct {
-	StateDir        string                    `yaml:"state_dir"`
-	SecretsDir      string                    `yaml:"secrets_dir"`
-	Socket          string                    `yaml:"socket"`
-	Mode            string                    `yaml:"mode"`
-	Ports           []int                     `yaml:"ports"`
-	ListenPort      int                       `yaml:"listen_port"`
-	Strict          bool                      `yaml:"strict"`
-	StrictDNS       []string                  `yaml:"strict_dns"`
-	Default         string                    `yaml:"default"`
-	Passthrough     []string                  `yaml:"passthrough"`
-	Providers       map[string]ProviderConfig `yaml:"providers"`
-	UpstreamCAFiles []string                  `yaml:"upstream_ca_files"`
-	AllowUpstream   []string                  `yaml:"allow_upstream"`
-	Timeouts        fileTimeouts              `yaml:"timeouts"`
-	RateLimits      RateLimits                `yaml:"rate_limits"`
-	Audit           fileAudit                 `yaml:"audit"`
+	StateDir           string                    `yaml:"state_dir"`
+	SecretsDir         string                    `yaml:"secrets_dir"`
+	Socket             string                    `yaml:"socket"`
+	Mode               string                    `yaml:"mode"`
+	Ports              []int                     `yaml:"ports"`
+	ListenPort         int                       `yaml:"listen_port"`
+	Strict             bool                      `yaml:"strict"`
+	StrictDNS          []string                  `yaml:"strict_dns"`
+	Default            string                    `yaml:"default"`
+	Passthrough        []string                  `yaml:"passthrough"`
+	PassthroughCheck   bool                      `yaml:"passthrough_check"`
+	Hosts              map[string][]string       `yaml:"hosts"`
+	MaxConnsPerSandbox int                       `yaml:"max_connections_per_sandbox"`
+	Providers          map[string]ProviderConfig `yaml:"providers"`
+	UpstreamCAFiles    []string                  `yaml:"upstream_ca_files"`
+	AllowUpstream      []string                  `yaml:"allow_upstream"`
+	Timeouts           fileTimeouts              `yaml:"timeouts"`
+	RateLimits         RateLimits                `yaml:"rate_limits"`
+	Audit              fileAudit                 `yaml:"audit"`
 }
 
 type fileTimeouts struct {
@@ -101,6 +104,9 @@ func defaultFile() file {
 		Ports:      []int{443},
 		ListenPort: int(d.ListenPort),
 		Default:    d.Default,
+
+		PassthroughCheck:   d.PassthroughCheck,
+		MaxConnsPerSandbox: d.MaxConnectionsPerSandbox,
 		Timeouts: fileTimeouts{
 			Handshake:    d.Timeouts.Handshake.String(),
 			ReadHeader:   d.Timeouts.ReadHeader.String(),

@@ -122,6 +122,9 @@ func (v *validator) build(f *file) *Config {
 	}
 	v.passthrough(f.Passthrough, cat)
 	c.Passthrough = f.Passthrough
+	c.PassthroughCheck = f.PassthroughCheck
+	c.Hosts = v.hosts(f.Hosts)
+	c.MaxConnectionsPerSandbox = v.maxConns(f.MaxConnsPerSandbox)
 	v.rateLimits(&c.RateLimits, cat)
 	return c
 }
@@ -249,6 +252,48 @@ func (v *validator) passthrough(in []string, cat *providers.Catalog) {
 			}
 		}
 	}
+}
+
+// hosts checks the pinned addresses: names as passthrough patterns, each
+// with at least one plain IP address.
+func (v *validator) hosts(in map[string][]string) map[string][]netip.Addr {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string][]netip.Addr, len(in))
+	for _, name := range sortedKeys(in) {
+		path := []string{"hosts", name}
+		if err := providers.ValidatePattern(name); err != nil {
+			v.fail(path, "%v", err)
+			continue
+		}
+		if len(in[name]) == 0 {
+			v.fail(path, "no address; list at least one (hosts: {%s: [192.0.2.10]})",
+				name)
+			continue
+		}
+		for i, s := range in[name] {
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.Zone() != "" {
+				v.fail(append(path, strconv.Itoa(i)), "%q is not an IP address "+
+					"(write 192.0.2.10 or 2001:db8::10, without a prefix or zone)", s)
+				continue
+			}
+			out[name] = append(out[name], a.Unmap())
+		}
+	}
+	return out
+}
+
+func (v *validator) maxConns(n int) int {
+	switch {
+	case n < 0:
+		v.fail([]string{"max_connections_per_sandbox"}, "%d is negative; use 0 for the "+
+			"default (%d) or a positive number", n, DefaultMaxConnectionsPerSandbox)
+	case n == 0:
+		return DefaultMaxConnectionsPerSandbox
+	}
+	return n
 }
 
 func (v *validator) rateLimits(rl *RateLimits, cat *providers.Catalog) {
