@@ -8,9 +8,11 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hermes-netd/hermes-netd/internal/audit"
@@ -186,21 +188,17 @@ func (d *Daemon) attach(ns Namespace, since time.Time) (*attachment, error) {
 
 	a := &attachment{ns: ns, rec: Record{Spec: spec, Inode: ns.Inode(), Cookie: cookie,
 		Since: since}}
-	addr4 := fmt.Sprintf("127.0.0.1:%d", d.opts.Port)
-	ln4, err := ns.Listen("tcp4", addr4)
+	ln4, port4, err := d.listen(ns, "tcp4", "127.0.0.1")
 	if err != nil {
-		return nil, fmt.Errorf("attaching %s: listening on %s inside it: %w "+
-			"(choose another listen port in the config if the sandbox uses this one)",
-			spec, addr4, err)
+		return nil, fmt.Errorf("attaching %s: %w", spec, err)
 	}
-	a.lns, a.rec.Port4 = append(a.lns, ln4), d.opts.Port
+	a.lns, a.rec.Port4 = append(a.lns, ln4), port4
 
 	// A namespace may have IPv6 disabled; it then gets IPv4 interception only.
-	addr6 := fmt.Sprintf("[::1]:%d", d.opts.Port)
-	if ln6, err := ns.Listen("tcp6", addr6); err != nil {
+	if ln6, port6, err := d.listen(ns, "tcp6", "::1"); err != nil {
 		d.log.Warn("No IPv6 listener, intercepting IPv4 only", "netns", spec, "error", err)
 	} else {
-		a.lns, a.rec.Port6 = append(a.lns, ln6), d.opts.Port
+		a.lns, a.rec.Port6 = append(a.lns, ln6), port6
 	}
 
 	l := Listeners{Port4: a.rec.Port4, Port6: a.rec.Port6}
@@ -215,6 +213,49 @@ func (d *Daemon) attach(ns Namespace, since time.Time) (*attachment, error) {
 	}
 	d.attached[a.rec.Inode] = a
 	return a, nil
+}
+
+// listen makes a listener on host inside ns, on the configured port. If the
+// port is taken there (a sandbox process may bind it while the daemon is
+// down), it takes a port the kernel chooses instead: the redirect is per
+// namespace, so it simply points at that port. It returns the port in use.
+func (d *Daemon) listen(ns Namespace, network, host string) (net.Listener, uint16, error) {
+	addr := net.JoinHostPort(host, strconv.Itoa(int(d.opts.Port)))
+	ln, err := ns.Listen(network, addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		taken := err
+		ln, err = ns.Listen(network, net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, 0, fmt.Errorf("listening on %s inside it: %w; and on a free "+
+				"port: %w", addr, taken, err)
+		}
+		port, perr := listenerPort(ln)
+		if perr != nil {
+			ln.Close()
+			return nil, 0, perr
+		}
+		d.log.Warn("Listen port taken inside the namespace; using a port the kernel "+
+			"chose (a process there holds the configured one)", "netns", ns.Spec(),
+			"addr", addr, "port", port)
+		return ln, port, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("listening on %s inside it: %w", addr, err)
+	}
+	return ln, d.opts.Port, nil
+}
+
+// listenerPort is the port ln listens on.
+func listenerPort(ln net.Listener) (uint16, error) {
+	_, p, err := net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		return 0, fmt.Errorf("reading the port of listener %s: %w", ln.Addr(), err)
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || port == 0 {
+		return 0, fmt.Errorf("listener %s has no usable port", ln.Addr())
+	}
+	return uint16(port), nil
 }
 
 func (d *Daemon) serve(a *attachment, ln net.Listener) {

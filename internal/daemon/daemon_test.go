@@ -493,3 +493,57 @@ func TestRestoreFindsNamespacesByInode(t *testing.T) {
 		t.Errorf("state after restore (-want +got):\n%s", diff)
 	}
 }
+
+// TestAttachFallsBackWhenListenPortTaken: a sandbox process holding the
+// listen port inside its namespace gets the daemon a kernel-chosen port, which
+// the redirect then points at; per family.
+func TestAttachFallsBackWhenListenPortTaken(t *testing.T) {
+	td := newTestDaemon(t)
+	td.k.set("squat4", 901)
+	td.k.set("squat46", 902)
+	td.k.taken["127.0.0.1:15443"] = true
+
+	got, err := td.Attach(context.Background(), "squat4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Port4 != 40000 || got.Port6 != DefaultPort {
+		t.Errorf("ports %d/%d, want 40000 (fallback) and %d", got.Port4, got.Port6,
+			DefaultPort)
+	}
+
+	td.k.taken["[::1]:15443"] = true
+	got, err = td.Attach(context.Background(), "squat46")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Port4 != 40001 || got.Port6 != 40002 {
+		t.Errorf("ports %d/%d, want 40001 and 40002", got.Port4, got.Port6)
+	}
+	want := map[uint64]Listeners{901: {40000, DefaultPort}, 902: {40001, 40002}}
+	if diff := cmp.Diff(want, td.k.attached); diff != "" {
+		t.Errorf("redirects point at (-want +got):\n%s", diff)
+	}
+	recs, err := LoadState(td.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[1].Port4 != 40001 || recs[1].Port6 != 40002 {
+		t.Errorf("state %+v, want the fallback ports recorded", recs)
+	}
+}
+
+func TestAttachListenErrorOtherThanTaken(t *testing.T) {
+	td := newTestDaemon(t)
+	td.k.set("v4gone", 903)
+	td.k.noV6[903] = true
+	td.k.taken["127.0.0.1:15443"] = true
+	td.k.taken["127.0.0.1:0"] = true // even a free port cannot be had
+	_, err := td.Attach(context.Background(), "v4gone")
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:15443") {
+		t.Errorf("Attach = %v, want an error naming the listen address", err)
+	}
+	if len(td.k.attached) != 0 || td.k.openCount() != 0 {
+		t.Errorf("failed attach left redirects %v, %d open", td.k.attached, td.k.openCount())
+	}
+}

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"sync"
+	"syscall"
 )
 
 // fakeKernel stands in for netsetup + internal/redirect: namespaces are entries
@@ -23,12 +26,16 @@ type fakeKernel struct {
 	// cookies override a namespace's cookie (default inode+1000), by inode.
 	cookies   map[uint64]uint64
 	failInUse error
+	// taken are listen addresses some other socket holds: Listen on them
+	// fails with EADDRINUSE; Listen on port 0 picks 40000, 40001, ...
+	taken    map[string]bool
+	nextPort int
 }
 
 func newFakeKernel() *fakeKernel {
 	return &fakeKernel{specs: map[string]uint64{}, noV6: map[uint64]bool{},
 		attached: map[uint64]Listeners{}, held: map[uint64]bool{},
-		cookies: map[uint64]uint64{}}
+		cookies: map[uint64]uint64{}, taken: map[string]bool{}, nextPort: 40000}
 }
 
 func (k *fakeKernel) Open(spec string) (Namespace, error) {
@@ -132,6 +139,14 @@ func (n *fakeNS) Listen(network, addr string) (net.Listener, error) {
 	defer n.k.mu.Unlock()
 	if network == "tcp6" && n.k.noV6[n.ino] {
 		return nil, errors.New("address family not supported")
+	}
+	if n.k.taken[addr] {
+		return nil, &net.OpError{Op: "listen", Net: network,
+			Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
+	}
+	if host, port, _ := net.SplitHostPort(addr); port == "0" {
+		addr = net.JoinHostPort(host, strconv.Itoa(n.k.nextPort))
+		n.k.nextPort++
 	}
 	return newFakeListener(addr), nil
 }

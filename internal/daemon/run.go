@@ -248,6 +248,8 @@ func openParts(ctx context.Context, cfg *config.Config, proxyLog, logger *slog.L
 		Keys:          keys.Get,
 		Certs:         leaves.Get,
 		UpstreamRoots: roots,
+		// Read at start only: a reload does not change it.
+		MaxConnsPerSandbox: cfg.MaxConnectionsPerSandbox,
 		Timeouts: proxy.Timeouts{
 			Handshake:    cfg.Timeouts.Handshake,
 			ReadHeader:   cfg.Timeouts.ReadHeader,
@@ -278,6 +280,9 @@ func policyOf(cfg *config.Config) (*proxy.Policy, error) {
 		DefaultPassthrough: cfg.DefaultPassthrough(),
 		AllowUpstream:      cfg.AllowUpstream,
 		Limits:             limits,
+
+		Hosts:                cfg.Hosts,
+		UncheckedPassthrough: !cfg.PassthroughCheck,
 	}, nil
 }
 
