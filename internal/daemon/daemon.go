@@ -87,6 +87,10 @@ type Options struct {
 	// never attached: its upstream connections would be intercepted too. 0
 	// skips the check.
 	OwnNetns uint64
+	// InitNetns is the inode of the initial network namespace (that of
+	// /proc/1/ns/net), which is never attached either: it is the host's own
+	// network, not a sandbox. 0 skips the check.
+	InitNetns uint64
 }
 
 // Daemon keeps the set of attached namespaces. Its methods are safe for
@@ -152,6 +156,12 @@ func (d *Daemon) Attach(ctx context.Context, spec string) (Attachment, error) {
 		return Attachment{}, fmt.Errorf("%w: refusing to attach %s: it is the daemon's "+
 			"own network namespace, whose upstream traffic must not be intercepted; "+
 			"attach the sandbox's namespace instead", ErrBadRequest, spec)
+	}
+	if d.opts.InitNetns != 0 && ns.Inode() == d.opts.InitNetns {
+		ns.Close()
+		return Attachment{}, fmt.Errorf("%w: refusing to attach %s: it is the host's "+
+			"initial network namespace, not a sandbox's; attach the sandbox's "+
+			"namespace instead", ErrBadRequest, spec)
 	}
 	if a, ok := d.attached[ns.Inode()]; ok {
 		ns.Close()

@@ -494,6 +494,31 @@ func TestRestoreFindsNamespacesByInode(t *testing.T) {
 	}
 }
 
+func TestAttachRefusesInitialNamespace(t *testing.T) {
+	k, p := newFakeKernel(), newFakeProxy()
+	d, err := New(Options{Kernel: k, Proxy: p, StatePath: filepath.Join(t.TempDir(), "s"),
+		OwnNetns: 2, InitNetns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	k.set("/proc/1/ns/net", 1)
+	k.set("sb1", 3)
+	_, err = d.Attach(context.Background(), "/proc/1/ns/net")
+	if !errors.Is(err, ErrBadRequest) ||
+		!strings.Contains(err.Error(), "initial network namespace") ||
+		strings.Contains(err.Error(), "\n") {
+		t.Errorf("Attach(initial netns) error = %v, want a one-line refusal", err)
+	}
+	if len(k.attached) != 0 || k.openCount() != 0 {
+		t.Errorf("refused attach left redirects %v, %d open namespaces", k.attached,
+			k.openCount())
+	}
+	if _, err := d.Attach(context.Background(), "sb1"); err != nil {
+		t.Errorf("Attach(sb1) next to the guard: %v", err)
+	}
+}
+
 // TestAttachFallsBackWhenListenPortTaken: a sandbox process holding the
 // listen port inside its namespace gets the daemon a kernel-chosen port, which
 // the redirect then points at; per family.

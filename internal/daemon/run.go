@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -121,6 +122,7 @@ func Run(ctx context.Context, o RunOptions) error {
 		Fill:      s.fill,
 		Reload:    s.reload,
 		OwnNetns:  ownNetns(logger),
+		InitNetns: initNetns(logger),
 	})
 	if err != nil {
 		return err
@@ -350,6 +352,26 @@ func ownNetns(logger *slog.Logger) uint64 {
 	var st syscall.Stat_t
 	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
 		logger.Warn("Cannot identify own netns; attaching it is not prevented", "error", err)
+		return 0
+	}
+	return st.Ino
+}
+
+// initNetns returns the inode of the initial network namespace, or 0 (no
+// check) if it cannot be read. The kernel thread kthreadd (pid 2 where the
+// daemon sees the host's pids) always lives there and its link is readable;
+// else pid 1's namespace is taken, which hardened hosts may not let even root
+// read (it is then refused as the daemon cannot open it either).
+func initNetns(logger *slog.Logger) uint64 {
+	var st syscall.Stat_t
+	if comm, err := os.ReadFile("/proc/2/comm"); err == nil &&
+		strings.TrimSpace(string(comm)) == "kthreadd" &&
+		syscall.Stat("/proc/2/ns/net", &st) == nil {
+		return st.Ino
+	}
+	if err := syscall.Stat("/proc/1/ns/net", &st); err != nil {
+		logger.Warn("Cannot identify the initial netns; attaching it is not prevented",
+			"error", err)
 		return 0
 	}
 	return st.Ino
