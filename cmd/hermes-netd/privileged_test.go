@@ -29,8 +29,8 @@ import (
 // TestPrivilegedServeAttachDetach runs the built daemon in a namespace that plays
 // the host and drives it with the CLI: attach by name and by pid:N, status,
 // refusal of an unknown domain (with its audit line), SIGTERM leaving the sandbox
-// failing closed, restart taking the attachments back, SIGHUP, a vanished
-// namespace cleaned up by the watcher, detach, and errors. Once per redirect mode.
+// failing closed, restart taking the attachments back, SIGHUP, a namespace
+// whose last process exited cleaned up by the watcher, detach, and errors. Once per redirect mode.
 func TestPrivilegedServeAttachDetach(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and runs the daemon")
@@ -161,7 +161,9 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 		return strings.Contains(d.log(), `msg="Reloaded configuration"`)
 	})
 
-	// The pid's process exits: the watcher detaches its namespace.
+	// The pid's process, the only one in its namespace, exits: nothing holds the
+	// namespace any more, so the watcher detaches it. (A namespace that still
+	// has processes stays attached: TestPrivilegedNamespaceOutlivesItsName.)
 	sleeper.Process.Kill()
 	sleeper.Wait()
 	waitFor(t, "the vanished namespace to be detached", func() bool {
