@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,6 +233,9 @@ func TestPrivilegedTableMatchesNft(t *testing.T) {
 		{Listen4: 15001, Listen6: 15002, Strict: true},
 		{Ports: []uint16{8443, 443}, Listen4: 443, Listen6: 444},
 		{Listen4: 15001},
+		{Listen4: 15001, Listen6: 15002, Strict: true, DNS: []netip.Prefix{
+			netip.MustParsePrefix("192.0.2.53/32"), netip.MustParsePrefix("198.18.0.0/15"),
+			netip.MustParsePrefix("2001:db8::53/128"), netip.MustParsePrefix("fd00:53::/48")}},
 	}
 	for _, cfg := range cfgs {
 		for range 2 {

@@ -5,6 +5,7 @@ package netsetup_test
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -183,5 +184,51 @@ func TestPrivilegedNftOneFamily(t *testing.T) {
 		t.Errorf("v6 443 without a v6 listener: got %q, want it refused", got)
 	} else if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("v6 443 refused after %v (%v), want at once", d, err)
+	}
+}
+
+// TestPrivilegedNftStrictDNS: with DNS servers listed, strict mode lets DNS out
+// only to them (udp and tcp, IPv4 and IPv6); DNS to any other host is refused,
+// and interception is unaffected.
+func TestPrivilegedNftStrictDNS(t *testing.T) {
+	w := nstest.NewWorld(t, 443, 53)
+	l4, l6 := proxyListeners(t, w.Sandbox)
+	base := netsetup.TableConfig{Listen4: port(l4), Listen6: port(l6), Strict: true}
+	dnsAddrs := []string{"198.18.0.10:53", "[2001:db8::10]:53"}
+
+	listed := base
+	listed.DNS = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"),
+		netip.MustParsePrefix("2001:db8::10/128")}
+	if err := w.Sandbox.EnsureTable(listed); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range dnsAddrs {
+		if got, err := nstest.Ask(w.Sandbox, "tcp", addr); err != nil || got != "inet 53" {
+			t.Errorf("listed DNS, tcp %s: got %q, %v; want %q", addr, got, err, "inet 53")
+		}
+		if err := nstest.UDPRefused(w.Sandbox, addr, 2*time.Second); err != nil {
+			t.Errorf("listed DNS, udp %s refused: %v", addr, err)
+		}
+	}
+
+	other := base
+	other.DNS = []netip.Prefix{netip.MustParsePrefix("192.0.2.53/32"),
+		netip.MustParsePrefix("2001:db8::53/128")}
+	if err := w.Sandbox.EnsureTable(other); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range dnsAddrs {
+		if got, err := nstest.Ask(w.Sandbox, "tcp", addr); err == nil {
+			t.Errorf("unlisted DNS, tcp %s: got %q, want it refused", addr, got)
+		}
+		if err := nstest.UDPRefused(w.Sandbox, addr, 2*time.Second); err == nil {
+			t.Errorf("unlisted DNS, udp %s: not refused", addr)
+		}
+	}
+	for _, addr := range []string{"198.18.0.10:443", "[2001:db8::10]:443"} {
+		want := "proxy " + addr
+		if got, err := nstest.Ask(w.Sandbox, "tcp", addr); err != nil || got != want {
+			t.Errorf("strict with DNS list, tcp %s: got %q, %v; want %q", addr, got, err, want)
+		}
 	}
 }

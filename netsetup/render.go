@@ -78,6 +78,9 @@ func renderExpr(e expr.Any) (string, error) {
 			return "", fmt.Errorf("unrenderable lookup %+v", *e)
 		}
 		return fmt.Sprintf("lookup reg %d set %s", e.SourceRegister, e.SetName), nil
+	case *expr.Bitwise:
+		return fmt.Sprintf("bitwise reg %d = ( reg %d & 0x%s ) ^ 0x%s", e.DestRegister,
+			e.SourceRegister, hex.EncodeToString(e.Mask), hex.EncodeToString(e.Xor)), nil
 	case *expr.Immediate:
 		return fmt.Sprintf("immediate reg %d 0x%s", e.Register, hex.EncodeToString(e.Data)), nil
 	case *expr.NAT:

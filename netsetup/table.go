@@ -36,6 +36,11 @@ type TableConfig struct {
 	// IPv6 is disabled in the netns): its intercepted TCP is then rejected, never
 	// let through. At least one of them must be set.
 	Strict bool // also reject all other egress except loopback and DNS (53)
+	// DNS, with Strict, limits the DNS let out (udp and tcp port 53) to these
+	// destination prefixes, IPv4 and IPv6 alike. Empty lets DNS out to any
+	// host, which a sandbox could also use as a tunnel to a server of its
+	// choosing. Without Strict it has no effect.
+	DNS []netip.Prefix
 }
 
 // Table is the whole table TableRules builds: what EnsureTable installs.
@@ -84,7 +89,8 @@ type Rule struct {
 // rejected rather than dropped: a reject in output both answers with an ICMP error
 // and makes the sending syscall fail with EPERM at once, so clients fall back to
 // TCP immediately instead of waiting for a timeout. Strict mode rejects whatever
-// else leaves the namespace except loopback, DNS and the ICMPv6 neighbour
+// else leaves the namespace except loopback, DNS (to the TableConfig.DNS
+// prefixes only, when any are given) and the ICMPv6 neighbour
 // discovery that IPv6 DNS needs to reach its resolver; TCP is refused with a
 // reset rather than an ICMP error, since ICMPv6 errors are rate-limited and a
 // second refused connect() within a second would otherwise hang for a retry.
@@ -205,10 +211,7 @@ func filterRules(cfg TableConfig) []Rule {
 	// interface here (the output hook's device is fixed before the chains run), so
 	// the listeners are let through by address.
 	rules = append(rules, listenerAccepts(cfg)...)
-	rules = append(rules,
-		Rule{Nft: "udp dport 53 accept", Exprs: join(l4proto(unix.IPPROTO_UDP), dport(53), accept())},
-		Rule{Nft: "tcp dport 53 accept", Exprs: join(l4proto(unix.IPPROTO_TCP), dport(53), accept())},
-	)
+	rules = append(rules, dnsRules(cfg.DNS)...)
 	for _, nd := range []struct {
 		name string
 		typ  byte
@@ -223,6 +226,41 @@ func filterRules(cfg TableConfig) []Rule {
 			Exprs: join(l4proto(unix.IPPROTO_TCP), rejectReset())},
 		Rule{Nft: "reject with icmpx admin-prohibited", Exprs: rejectAdmin()},
 	)
+}
+
+// dnsRules accepts udp and tcp to port 53: to any host when prefixes is empty,
+// else only to the hosts in prefixes (one rule per prefix and protocol).
+func dnsRules(prefixes []netip.Prefix) []Rule {
+	protos := []struct {
+		name  string
+		proto byte
+	}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}}
+	if len(prefixes) == 0 {
+		var rules []Rule
+		for _, p := range protos {
+			rules = append(rules, Rule{Nft: p.name + " dport 53 accept",
+				Exprs: join(l4proto(p.proto), dport(53), accept())})
+		}
+		return rules
+	}
+	var rules []Rule
+	for _, pfx := range prefixes {
+		pfx = pfx.Masked()
+		ip, dst := "ip", pfx.String()
+		if pfx.Addr().Is6() {
+			ip = "ip6"
+		}
+		if pfx.IsSingleIP() {
+			dst = pfx.Addr().String()
+		}
+		for _, p := range protos {
+			rules = append(rules, Rule{
+				Nft:   fmt.Sprintf("%s daddr %s %s dport 53 accept", ip, dst, p.name),
+				Exprs: join(daddrIn(pfx), l4proto(p.proto), dport(53), accept()),
+			})
+		}
+	}
+	return rules
 }
 
 // listenerAccepts accepts TCP aimed at the listeners (127.0.0.1:Listen4 and
@@ -269,6 +307,30 @@ func ipDaddr(a netip.Addr) []expr.Any {
 	}
 	return append(nfproto(unix.NFPROTO_IPV6), &expr.Payload{DestRegister: 1,
 		Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, cmpEq(a.AsSlice()))
+}
+
+// daddrIn matches destination addresses in pfx (of its family), masking the
+// address unless pfx is a single address.
+func daddrIn(pfx netip.Prefix) []expr.Any {
+	if pfx.IsSingleIP() {
+		return ipDaddr(pfx.Addr())
+	}
+	a := pfx.Addr()
+	family, offset := byte(unix.NFPROTO_IPV4), uint32(16)
+	if a.Is6() {
+		family, offset = unix.NFPROTO_IPV6, 24
+	}
+	n := uint32(a.BitLen() / 8)
+	mask := make([]byte, n)
+	for i := 0; i < pfx.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	return append(nfproto(family),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader,
+			Offset: offset, Len: n},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask,
+			Xor: make([]byte, n)},
+		cmpEq(a.AsSlice()))
 }
 
 func loadDport() *expr.Payload {

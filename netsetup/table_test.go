@@ -4,6 +4,7 @@ package netsetup
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,13 @@ var goldenConfigs = []struct {
 	{"strict", TableConfig{Listen4: 15001, Listen6: 15002, Strict: true}},
 	{"ports", TableConfig{Ports: []uint16{8443, 443, 443}, Listen4: 443, Listen6: 444}},
 	{"v4only", TableConfig{Listen4: 15001}},
+	{"strict-dns", TableConfig{Listen4: 15001, Listen6: 15002, Strict: true,
+		DNS: []netip.Prefix{netip.MustParsePrefix("192.0.2.53/32"),
+			netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("2001:db8::53/128"),
+			netip.MustParsePrefix("fd00:53::/48")}}},
+	// DNS without Strict changes nothing: the same rules as "default".
+	{"default", TableConfig{Listen4: 15001, Listen6: 15002,
+		DNS: []netip.Prefix{netip.MustParsePrefix("192.0.2.53/32")}}},
 }
 
 func TestTableRulesGolden(t *testing.T) {

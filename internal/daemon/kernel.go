@@ -30,6 +30,7 @@ func openKernel(cfg *config.Config, o RunOptions) (*redirectKernel, error) {
 		Mode:       mode,
 		Ports:      cfg.Ports,
 		Strict:     cfg.Strict,
+		StrictDNS:  cfg.StrictDNS,
 		PinDir:     o.PinDir,
 		CgroupRoot: o.CgroupRoot,
 		Logger:     o.Logger,

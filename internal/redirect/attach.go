@@ -38,6 +38,7 @@ func (r *Redirector) Attach(ns *netsetup.NS, l Listeners) error {
 
 	cfg := netsetup.TableConfig{
 		Ports: r.opts.Ports, Listen4: l.Port4, Listen6: l.Port6, Strict: r.opts.Strict,
+		DNS: r.opts.StrictDNS,
 	}
 	if err := ns.EnsureTable(cfg); err != nil {
 		return fmt.Errorf("attaching netns %s: %w", ns, err)

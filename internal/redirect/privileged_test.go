@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,7 +151,13 @@ type sandbox struct {
 
 func newSandbox(t *testing.T, r *redirect.Redirector) *sandbox {
 	t.Helper()
-	s := &sandbox{World: nstest.NewWorld(t, 443, 80, 8443)}
+	return newSandboxServing(t, r, 443, 80, 8443)
+}
+
+// newSandboxServing is newSandbox with the fake internet serving ports.
+func newSandboxServing(t *testing.T, r *redirect.Redirector, ports ...uint16) *sandbox {
+	t.Helper()
+	s := &sandbox{World: nstest.NewWorld(t, ports...)}
 	var err error
 	if s.cookie, err = s.Sandbox.Cookie(); err != nil {
 		t.Fatal(err)
@@ -401,4 +408,39 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// TestPrivilegedStrictDNS: Options.StrictDNS reaches the table of an attached
+// namespace: DNS to the listed IPv6 server passes, DNS to the IPv4 one (not
+// listed) is refused although it answers, interception goes on.
+func TestPrivilegedStrictDNS(t *testing.T) {
+	nstest.RequireRoot(t)
+	pinDir := filepath.Join(netsetup.BPFFSRoot, nstest.UniqueName("pin"))
+	r, err := redirect.New(redirect.Options{Mode: redirect.ModeNFT, PinDir: pinDir,
+		Strict: true, StrictDNS: []netip.Prefix{netip.MustParsePrefix("192.0.2.53/32"),
+			netip.MustParsePrefix("2001:db8::10/128")},
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Uninstall(); err != nil {
+			t.Errorf("Uninstall: %v", err)
+		}
+	})
+	s := newSandboxServing(t, r, 443, 80, 53)
+	if err := r.Attach(s.Sandbox, s.listeners); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Detach(s.Sandbox) })
+
+	check(t, s.Sandbox, "strict with DNS list", intercepted(redirect.ModeNFT))
+	check(t, s.Sandbox, "listed DNS", []probe{{"tcp", "[2001:db8::10]:53", "inet 53"}})
+	checkUDP(t, s.Sandbox, "[2001:db8::10]:53", false)
+	for _, addr := range []string{"198.18.0.10:53", "198.18.0.10:80"} {
+		if got, err := nstest.Ask(s.Sandbox, "tcp", addr); err == nil {
+			t.Errorf("strict, tcp %s: got %q, want it refused", addr, got)
+		}
+	}
+	checkUDP(t, s.Sandbox, "198.18.0.10:53", true)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -43,9 +44,12 @@ type Listeners = bpf.Listeners
 
 // Options configure New. Every field is optional.
 type Options struct {
-	Mode       Mode         // "" means ModeAuto
-	Ports      []uint16     // intercepted TCP ports (UDP to them is refused); nil = {443}
-	Strict     bool         // nft table also rejects other egress except loopback and DNS
+	Mode   Mode     // "" means ModeAuto
+	Ports  []uint16 // intercepted TCP ports (UDP to them is refused); nil = {443}
+	Strict bool     // nft table also rejects other egress except loopback and DNS
+	// StrictDNS, with Strict, limits DNS (udp/tcp 53) to these destination
+	// prefixes; empty lets DNS out to any host.
+	StrictDNS  []netip.Prefix
 	PinDir     string       // bpffs dir for the BPF pins; "" = bpf.DefaultPinDir
 	CgroupRoot string       // cgroup2 dir to attach to; "" = the root, from mountinfo
 	Logger     *slog.Logger // nil discards
