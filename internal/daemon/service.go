@@ -115,6 +115,7 @@ func needsRestart(a, b *config.Config) []string {
 	check("ports", slices.Equal(a.Ports, b.Ports))
 	check("listen_port", a.ListenPort == b.ListenPort)
 	check("strict", a.Strict == b.Strict)
+	check("strict_dns", slices.Equal(a.StrictDNS, b.StrictDNS))
 	check("upstream_ca_files", slices.Equal(a.UpstreamCAFiles, b.UpstreamCAFiles))
 	check("timeouts", a.Timeouts == b.Timeouts)
 	check("audit.file", a.Audit.File == b.Audit.File)

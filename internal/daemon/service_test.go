@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -45,7 +46,8 @@ func TestNeedsRestart(t *testing.T) {
 	b.ListenPort = 16000
 	b.RateLimits.Sandbox = &config.Limit{RPS: 1, Burst: 1} // policy: applied by the reload
 	b.Audit.File = "/var/log/hermes/audit.log"
-	want := []string{"mode", "ports", "listen_port", "audit.file"}
+	b.StrictDNS = []netip.Prefix{netip.MustParsePrefix("192.0.2.53/32")}
+	want := []string{"mode", "ports", "listen_port", "strict_dns", "audit.file"}
 	if diff := cmp.Diff(want, needsRestart(a, b)); diff != "" {
 		t.Errorf("needsRestart (-want +got):\n%s", diff)
 	}
