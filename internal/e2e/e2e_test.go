@@ -93,6 +93,7 @@ func runSuite(t *testing.T, w *world) programs {
 		{"go net/http", testGoClient, false},
 		{"python urllib", testPython, false},
 		{"passthrough", testPassthrough, false},
+		{"passthrough sni spoofing refused", testPassthroughSpoof, false},
 		{"unknown domain and no sni refused", testRefusals, false},
 		{"udp 443 refused", testUDP, false},
 		{"revoke and set", testRevoke, true},
@@ -221,6 +222,26 @@ func testPassthrough(t *testing.T, w *world) {
 	}
 	w.waitAudit(t, map[string]any{"decision": "passthrough", "host": host,
 		"sandbox": w.sandbox})
+}
+
+// testPassthroughSpoof: a passthrough name sent to another site's address
+// (the unknown one, which policy denies) is refused, not spliced there: the
+// destination is not an address of the name.
+func testPassthroughSpoof(t *testing.T, w *world) {
+	const host = "passthrough.example.test"
+	unknown, _ := testenv.SiteFor(fakeapi.Unknown)
+	addr := unknown.Addrs[0].String()
+	mark, markPass := w.mark(fakeapi.Unknown), w.mark(fakeapi.Passthrough)
+	r := w.curl(t, "", "-k", "--resolve", host+":443:"+addr, "https://"+host+"/hello")
+	if r.exit == 0 {
+		t.Errorf("passthrough name to %s: status %d, body %q; want the connection refused",
+			addr, r.status, r.body)
+	}
+	w.wantNothing(t, fakeapi.Unknown, mark)
+	w.wantNothing(t, fakeapi.Passthrough, markPass)
+	w.waitAudit(t, map[string]any{"decision": "deny", "host": host, "dst": addr + ":443",
+		"sandbox": w.sandbox,
+		"reason":  "destination " + addr + " is not an address of " + host})
 }
 
 // testRefusals: an unknown name and a TLS hello without SNI (an IP literal)

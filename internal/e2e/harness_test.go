@@ -125,6 +125,9 @@ secrets_dir: %[2]s
 socket: %[3]s
 mode: %[4]s
 passthrough: [passthrough.example.test]
+# The daemon's namespace cannot resolve the fake names: pin the passthrough
+# site's address for the destination check.
+hosts: {passthrough.example.test: [198.18.0.20]}
 upstream_ca_files: [%[5]s]
 allow_upstream: [%[6]s, %[7]s]
 audit:
