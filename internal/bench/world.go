@@ -174,6 +174,8 @@ secrets_dir: %[1]s/secrets
 socket: %[2]s
 upstream_ca_files: [%[3]s]
 allow_upstream: [%[4]s, %[5]s]
+# The idle scenario holds up to 10,000 connections from the one sandbox.
+max_connections_per_sandbox: 20000
 providers:
   bench:
     domains: [%[6]s, %[7]s, "*.%[8]s"]
