@@ -228,7 +228,7 @@ func TestSecretsCLI(t *testing.T) {
 
 	// --secrets-dir wins over the config.
 	other := filepath.Join(t.TempDir(), "other")
-	if code, _, errOut := cli(t, "nv-1\n", "secrets", "set", "nim",
+	if code, _, errOut := cli(t, "nvapi-0001\n", "secrets", "set", "nim",
 		"--secrets-dir", other); code != 0 {
 		t.Fatalf("secrets set --secrets-dir: %s", errOut)
 	}
@@ -251,6 +251,7 @@ func TestSecretsCLI(t *testing.T) {
 	}{
 		{"", []string{"secrets", "set", "openai"}, "key is empty"},
 		{"a\nb\n", []string{"secrets", "set", "openai"}, "control byte"},
+		{"sk-1\n", []string{"secrets", "set", "openai"}, "key is 4 bytes, shorter than"},
 		{"k\n", []string{"secrets", "set", "Bad/Name"}, `key name "Bad/Name"`},
 	} {
 		code, _, errOut := cli(t, tc.stdin, append([]string{"--config", cfg}, tc.args...)...)

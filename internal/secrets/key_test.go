@@ -90,11 +90,13 @@ func TestParseValue(t *testing.T) {
 	tests := []struct {
 		in, want, err string
 	}{
-		{in: "abc", want: "abc"},
-		{in: "abc\n", want: "abc"},
-		{in: "abc\r\n", want: "abc"},
+		{in: "abcdefgh", want: "abcdefgh"},
+		{in: "abcdefgh\n", want: "abcdefgh"},
+		{in: "abcdefgh\r\n", want: "abcdefgh"},
 		{in: "abc\n\n", err: "control byte 0x0a at offset 3"},
-		{in: "a b", want: "a b"},
+		{in: "abcd efgh", want: "abcd efgh"},
+		{in: "abcdefg", err: "key is 7 bytes, shorter than the minimum of 8"},
+		{in: "k\n", err: "key is 1 bytes, shorter than the minimum of 8"},
 		{in: "", err: "key is empty"},
 		{in: "\n", err: "key is empty"},
 		{in: "\r\n", err: "key is empty"},

@@ -24,6 +24,11 @@ const Suffix = ".key"
 // maxKeySize caps a key file; no API key comes near it.
 const maxKeySize = 64 << 10
 
+// MinKeySize is the shortest key accepted. The proxy masks a key wherever an
+// upstream reflects it in a response, so a very short key would be masked in
+// every response it happens to appear in; no real API key is this short.
+const MinKeySize = 8
+
 // ErrNoKey means no usable key exists under a name: the file is missing or
 // was refused (the wrapped error says which and why).
 var ErrNoKey = errors.New("no usable key")
@@ -179,7 +184,15 @@ func checkDir(dir string) error {
 // readKey opens path and checks the open file, so the checks and the read
 // see the same file even if it is replaced meanwhile.
 func readKey(path string) (Key, error) {
-	f, err := os.Open(path)
+	// O_NOFOLLOW: a symbolic link could point the daemon at any file on the
+	// host, and its target's owner and mode are not what the checks below see
+	// in the directory.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return Key{}, fmt.Errorf("secrets file %s is a symbolic link, which is refused; "+
+			"fix: replace it with the key itself (hermes-netd secrets set %s)", path,
+			strings.TrimSuffix(filepath.Base(path), Suffix))
+	}
 	if err != nil {
 		return Key{}, fmt.Errorf("opening secrets file %s: %w", path, err)
 	}
@@ -225,9 +238,9 @@ func checkOwner(path string, fi fs.FileInfo, chmod string) error {
 }
 
 // ParseValue turns a key file's bytes into the key: one trailing "\n" or
-// "\r\n" is removed; an empty key or one holding a control byte (CR, LF, NUL
-// and the rest of 0x00-0x1f, 0x7f) is refused. Errors name the offset,
-// never the bytes.
+// "\r\n" is removed; an empty key, one shorter than MinKeySize bytes, or one
+// holding a control byte (CR, LF, NUL and the rest of 0x00-0x1f, 0x7f) is
+// refused. Errors name the length or offset, never the bytes.
 func ParseValue(data []byte) (string, error) {
 	s := string(data)
 	if t, ok := strings.CutSuffix(s, "\n"); ok {
@@ -241,6 +254,11 @@ func ParseValue(data []byte) (string, error) {
 			return "", fmt.Errorf("key has control byte 0x%02x at offset %d; a key must "+
 				"be one line without CR, LF or NUL", c, i)
 		}
+	}
+	if len(s) < MinKeySize {
+		return "", fmt.Errorf("key is %d bytes, shorter than the minimum of %d; give "+
+			"the whole API key (a key this short would be masked wherever it appears "+
+			"in responses)", len(s), MinKeySize)
 	}
 	return s, nil
 }

@@ -68,7 +68,7 @@ func (s *syncBuffer) String() string {
 func TestOpenLoadsAndTrims(t *testing.T) {
 	dir := secretsDir(t)
 	writeFile(t, dir, "nim.key", "nvapi-one\n", 0o600)
-	writeFile(t, dir, "openai.key", "sk-two\r\n", 0o400)
+	writeFile(t, dir, "openai.key", "sk-two-22\r\n", 0o400)
 	writeFile(t, dir, "anthropic.key", "sk-ant-three", 0o600)
 	writeFile(t, dir, "bad.key", "a\x00b\n", 0o600)
 	writeFile(t, dir, "empty.key", "\n", 0o600)
@@ -82,7 +82,7 @@ func TestOpenLoadsAndTrims(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	for name, want := range map[string]string{
-		"nim": "nvapi-one", "openai": "sk-two", "anthropic": "sk-ant-three",
+		"nim": "nvapi-one", "openai": "sk-two-22", "anthropic": "sk-ant-three",
 	} {
 		k, err := s.Get(name)
 		if err != nil || k.Reveal() != want {
@@ -96,7 +96,7 @@ func TestOpenLoadsAndTrims(t *testing.T) {
 		{Name: "bad", Err: errors.New("x")},
 		{Name: "empty", Err: errors.New("x")},
 		{Name: "nim", Fingerprint: NewKey("nvapi-one").Fingerprint()},
-		{Name: "openai", Fingerprint: NewKey("sk-two").Fingerprint()},
+		{Name: "openai", Fingerprint: NewKey("sk-two-22").Fingerprint()},
 	}
 	errSet := cmp.Comparer(func(a, b error) bool { return (a == nil) == (b == nil) })
 	if diff := cmp.Diff(want, got, errSet); diff != "" {
@@ -112,7 +112,7 @@ func TestOpenLoadsAndTrims(t *testing.T) {
 	if !errors.Is(err, ErrNoKey) || !strings.Contains(err.Error(), "secrets set missing") {
 		t.Errorf("Get(missing) error = %v; want ErrNoKey with the fix", err)
 	}
-	for _, v := range []string{"nvapi-one", "sk-two", "sk-ant-three"} {
+	for _, v := range []string{"nvapi-one", "sk-two-22", "sk-ant-three"} {
 		if strings.Contains(logs.String(), v) {
 			t.Errorf("log reveals a key:\n%s", logs.String())
 		}
@@ -262,7 +262,7 @@ func TestSetRefusesLooseDir(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	err := Set(dir, "nim", []byte("x"))
+	err := Set(dir, "nim", []byte("nvapi-loose"))
 	if err == nil || !strings.Contains(err.Error(), "chmod 700 "+dir) {
 		t.Fatalf("Set into a 0755 dir = %v; want a refusal with the fix", err)
 	}
@@ -346,5 +346,78 @@ func TestWatchPicksUpChanges(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestSymlinkedKeyRefused: a key file that is a symbolic link is refused,
+// even one pointing at a well-kept key file; the error names the file and the
+// fix, and never the target's contents.
+func TestSymlinkedKeyRefused(t *testing.T) {
+	dir := secretsDir(t)
+	elsewhere := secretsDir(t)
+	target := writeFile(t, elsewhere, "real.key", "nvapi-target-value\n", 0o600)
+	link := filepath.Join(dir, "nim.key")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "openai.key", "sk-regular-file\n", 0o600)
+
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	_, err = s.Get("nim")
+	if !errors.Is(err, ErrNoKey) || !strings.Contains(err.Error(), link) ||
+		!strings.Contains(err.Error(), "symbolic link") ||
+		!strings.Contains(err.Error(), "hermes-netd secrets set nim") {
+		t.Errorf("Get(symlinked) error = %v; want ErrNoKey naming %s and the fix", err, link)
+	}
+	if err != nil && strings.Contains(err.Error(), "nvapi-target-value") {
+		t.Errorf("error reveals the target's key: %v", err)
+	}
+	if k, err := s.Get("openai"); err != nil || k.Reveal() != "sk-regular-file" {
+		t.Errorf("Get(openai) = %v, %v; want the regular file's key", k, err)
+	}
+
+	// A dangling link is refused the same way, not skipped as missing.
+	os.Remove(target)
+	s, err = Open(dir, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if _, err := s.Get("nim"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Get(dangling symlink) error = %v; want the symlink refusal", err)
+	}
+}
+
+// TestShortKeyRefused: keys under MinKeySize bytes are refused from files and
+// by Set, with the length and never the bytes in the error.
+func TestShortKeyRefused(t *testing.T) {
+	dir := secretsDir(t)
+	writeFile(t, dir, "nim.key", "q\n", 0o600)
+	writeFile(t, dir, "openai.key", "sk-1234\n", 0o600)   // 7 bytes
+	writeFile(t, dir, "mistral.key", "sk-12345\n", 0o600) // 8 bytes: the minimum
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	for name, want := range map[string]string{"nim": "key is 1 bytes", "openai": "key is 7 bytes"} {
+		_, err := s.Get(name)
+		if !errors.Is(err, ErrNoKey) || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), name+".key") {
+			t.Errorf("Get(%s) error = %v; want ErrNoKey naming the file and %q", name, err, want)
+		}
+	}
+	if k, err := s.Get("mistral"); err != nil || k.Reveal() != "sk-12345" {
+		t.Errorf("Get(mistral) = %v, %v; want the 8-byte key", k, err)
+	}
+
+	err = Set(dir, "groq", []byte("sk-1234\n"))
+	if err == nil || !strings.Contains(err.Error(), "shorter than the minimum of 8") ||
+		strings.Contains(err.Error(), "sk-1234") {
+		t.Errorf("Set(7-byte key) error = %v; want the length refusal without the key", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "groq.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused Set left groq.key behind (%v)", err)
 	}
 }
