@@ -99,7 +99,9 @@ func LoadOrCreateWith(dir string, opts Options) (*Authority, error) {
 }
 
 func create(dir string, opts Options) (*Authority, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// 0700: the state dir holds the CA key and the attach state; nothing in
+	// it is for other users (ca.crt is handed out with `hermes-netd ca export`).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir %s: %w", dir, err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -185,3 +185,22 @@ func TestEnvVars(t *testing.T) {
 		t.Errorf("EnvVars (-want +got):\n%s", diff)
 	}
 }
+
+// TestLoadOrCreateMakesPrivateDir: a missing state dir (and missing parents)
+// is created 0700, so other users cannot even list it.
+func TestLoadOrCreateMakesPrivateDir(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "var")
+	dir := filepath.Join(parent, "state")
+	if _, err := LoadOrCreate(dir); err != nil {
+		t.Fatalf("LoadOrCreate: %v", err)
+	}
+	for _, d := range []string{parent, dir} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o700 {
+			t.Errorf("%s created with mode %04o, want 0700", d, got)
+		}
+	}
+}
