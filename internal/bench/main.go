@@ -98,7 +98,11 @@ func run() error {
 	if werr := os.MkdirAll(filepath.Dir(out), 0o755); werr == nil {
 		werr = b.rep.writeJSON(out)
 		if werr == nil {
-			fmt.Printf("\nJSON written to %s (%s, %s)\n", out, b.rep.Duration,
+			werr = b.rep.writeMarkdown(strings.TrimSuffix(out, ".json") + ".md")
+		}
+		if werr == nil {
+			fmt.Printf("\nJSON written to %s, the table as Markdown beside it (%s, %s)\n",
+				out, b.rep.Duration,
 				map[bool]string{true: "quick", false: "default settings"}[quick])
 		}
 		err = errors.Join(err, werr)

@@ -151,25 +151,7 @@ func (r *report) printTable(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tmetric\tdirect\thermes\tratio/added\ttarget\tmet")
 	for _, x := range r.Rows {
-		d, h := fmtVal(x.Direct, x.Unit), fmtVal(x.Hermes, x.Unit)
-		if x.Columns != [2]string{string(direct), string(viaHermes)} {
-			d = x.Columns[0] + " " + d
-			h = x.Columns[1] + " " + h
-		}
-		cmp := "-"
-		switch {
-		case x.Value != nil && x.Compare == cmpRatio:
-			cmp = fmt.Sprintf("%.2fx", val(x.Value))
-		case x.Value != nil && x.Compare == cmpAdded:
-			cmp = "+" + fmtVal(x.Value, x.Unit)
-			if val(x.Value) < 0 {
-				cmp = fmtVal(x.Value, x.Unit)
-			}
-		}
-		met := "-"
-		if x.Met != nil {
-			met = map[bool]string{true: "yes", false: "NO"}[*x.Met]
-		}
+		d, h, cmp, met := cells(x)
 		metric := x.Metric
 		if x.Note != "" && x.Direct == nil && x.Hermes == nil {
 			// The first line only; the JSON has all of it.
@@ -194,6 +176,30 @@ func (r *report) printTable(out io.Writer) {
 	for _, n := range notes {
 		fmt.Fprintln(out, "note:", n)
 	}
+}
+
+// cells formats a row's direct, hermes, comparison and met columns.
+func cells(x row) (d, h, cmp, met string) {
+	d, h = fmtVal(x.Direct, x.Unit), fmtVal(x.Hermes, x.Unit)
+	if x.Columns != [2]string{string(direct), string(viaHermes)} {
+		d = x.Columns[0] + " " + d
+		h = x.Columns[1] + " " + h
+	}
+	cmp = "-"
+	switch {
+	case x.Value != nil && x.Compare == cmpRatio:
+		cmp = fmt.Sprintf("%.2fx", val(x.Value))
+	case x.Value != nil && x.Compare == cmpAdded:
+		cmp = "+" + fmtVal(x.Value, x.Unit)
+		if val(x.Value) < 0 {
+			cmp = fmtVal(x.Value, x.Unit)
+		}
+	}
+	met = "-"
+	if x.Met != nil {
+		met = map[bool]string{true: "yes", false: "NO"}[*x.Met]
+	}
+	return d, h, cmp, met
 }
 
 func orDash(s string) string {
@@ -292,4 +298,27 @@ func loadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(fs[:3], " ")
+}
+
+// writeMarkdown writes the table as Markdown, for the README.
+func (r *report) writeMarkdown(file string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| scenario | metric | direct | hermes-netd | ratio / added | target | met |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|\n")
+	for _, x := range r.Rows {
+		d, h, cmp, met := cells(x)
+		if met == "NO" {
+			met = "**NO**"
+		}
+		metric := x.Metric
+		if n, _, _ := strings.Cut(x.Note, "\n"); x.Direct == nil && x.Hermes == nil && n != "" {
+			metric += " (" + n + ")"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", x.Scenario, metric, d, h,
+			cmp, orDash(x.Target), met)
+	}
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	return nil
 }
