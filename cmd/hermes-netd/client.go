@@ -167,7 +167,12 @@ func printStatus(w io.Writer, st daemon.Status) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NETNS\tCOOKIE\tLISTENING\tCONNECTIONS\tREQUESTS\tSINCE")
 	for _, a := range st.Attached {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", a.Spec, a.Cookie, ports(a.Record),
+		spec := a.Spec
+		if a.NameGone {
+			// Still intercepted: processes live on in the namespace.
+			spec += " (name gone)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", spec, a.Cookie, ports(a.Record),
 			a.Connections, a.Requests, a.Since.Format(time.RFC3339))
 	}
 	if len(st.Attached) == 0 {

@@ -297,7 +297,9 @@ func (fakeController) Status(context.Context) daemon.Status {
 		Version: "dev", PID: 42, Started: since, Mode: "ebpf",
 		ModeReason: "cgroup/connect4 available", Config: "/etc/hermes/netd.yaml",
 		Attached: []daemon.Attachment{{Record: daemon.Record{Spec: "sb1", Cookie: 4097,
-			Port4: 15443, Port6: 15443, Since: since}, Connections: 5, Requests: 4}},
+			Port4: 15443, Port6: 15443, Since: since}, Connections: 5, Requests: 4},
+			{Record: daemon.Record{Spec: "pid:77", Cookie: 4098, Port4: 38211, Port6: 40999,
+				Since: since}, NameGone: true}},
 		Providers: []daemon.ProviderStatus{
 			{Name: "anthropic", Key: "anthropic", Domains: []string{"api.anthropic.com"}},
 			{Name: "openai", Key: "openai", Domains: []string{"api.openai.com"},
@@ -384,8 +386,9 @@ func TestStatusOutput(t *testing.T) {
 daemon:  pid 42, version dev, up since 2026-12-03T16:00:00Z
 config:  /etc/hermes/netd.yaml
 
-NETNS  COOKIE  LISTENING                    CONNECTIONS  REQUESTS  SINCE
-sb1    4097    127.0.0.1:15443 [::1]:15443  5            4         2026-12-03T16:00:00Z
+NETNS               COOKIE  LISTENING                    CONNECTIONS  REQUESTS  SINCE
+sb1                 4097    127.0.0.1:15443 [::1]:15443  5            4         2026-12-03T16:00:00Z
+pid:77 (name gone)  4098    127.0.0.1:38211 [::1]:40999  0            0         2026-12-03T16:00:00Z
 
 PROVIDER   KEY        LOADED  FINGERPRINT          DOMAINS
 anthropic  anthropic  no      -                    api.anthropic.com
