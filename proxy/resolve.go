@@ -41,10 +41,8 @@ func (s *Server) checkDestination(pol *Policy, sni string, dst netip.Addr) error
 
 	addrs, pinned := pol.hostAddrs(sni)
 	if !pinned {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeouts.Resolve)
-		defer cancel()
 		var err error
-		addrs, err = s.resolver.lookup(ctx, sni)
+		addrs, err = s.resolver.lookup(sni, s.opts.Timeouts.Resolve)
 		if err != nil {
 			return fmt.Errorf("destination %v of %s not checked: resolving %s: %w",
 				dst, sni, sni, err)
@@ -104,8 +102,9 @@ func newResolveCache(resolve func(context.Context, string) ([]netip.Addr, error)
 	return &resolveCache{resolve: resolve, now: time.Now, m: map[string]*resolveEntry{}}
 }
 
-// lookup returns host's addresses, from the cache while they are fresh.
-func (c *resolveCache) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+// lookup returns host's addresses, from the cache while they are fresh; a
+// lookup, or the wait for one in flight, gives up after timeout.
+func (c *resolveCache) lookup(host string, timeout time.Duration) ([]netip.Addr, error) {
 	c.mu.Lock()
 	e := c.m[host]
 	if e != nil {
@@ -117,7 +116,7 @@ func (c *resolveCache) lookup(ctx context.Context, host string) ([]netip.Addr, e
 			}
 		default:
 			c.mu.Unlock()
-			return e.wait(ctx)
+			return e.wait(timeout)
 		}
 	}
 	e = &resolveEntry{done: make(chan struct{})}
@@ -125,7 +124,9 @@ func (c *resolveCache) lookup(ctx context.Context, host string) ([]netip.Addr, e
 	c.m[host] = e
 	c.mu.Unlock()
 
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	addrs, err := c.resolve(ctx, host)
+	cancel()
 	ttl := resolveTTL
 	if err == nil && len(addrs) == 0 {
 		err = fmt.Errorf("no address for %s", host)
@@ -140,12 +141,15 @@ func (c *resolveCache) lookup(ctx context.Context, host string) ([]netip.Addr, e
 	return addrs, err
 }
 
-func (e *resolveEntry) wait(ctx context.Context) ([]netip.Addr, error) {
+func (e *resolveEntry) wait(timeout time.Duration) ([]netip.Addr, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-e.done:
 		return e.addrs, e.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-t.C:
+		return nil, fmt.Errorf("waiting for a lookup in flight: %w",
+			context.DeadlineExceeded)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -194,5 +195,64 @@ func TestPolicyValidateHosts(t *testing.T) {
 		if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "hosts entry") {
 			t.Errorf("%s: Validate() = %v, want an error naming the hosts entry", name, err)
 		}
+	}
+}
+
+// The check on a cached name costs a map lookup and a short scan, not a
+// lookup per connection.
+func BenchmarkCheckDestinationCached(b *testing.B) {
+	addr := netip.MustParseAddr("192.0.2.10")
+	s := &Server{opts: Options{Timeouts: Timeouts{Resolve: time.Second}},
+		resolver: newResolveCache(func(context.Context, string) ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("192.0.2.9"), addr}, nil
+		})}
+	pol := &Policy{}
+	for b.Loop() {
+		if err := s.checkDestination(pol, "files.site.example", addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Lookups racing for one name share the first one's answer.
+func TestResolveCacheOneLookupAtOnce(t *testing.T) {
+	var calls atomic.Int64
+	release := make(chan struct{})
+	c := newResolveCache(func(context.Context, string) ([]netip.Addr, error) {
+		calls.Add(1)
+		<-release
+		return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, nil
+	})
+	errs := make(chan error, 5)
+	for range 5 {
+		go func() {
+			_, err := c.lookup("a.example", 5*time.Second)
+			errs <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let them all reach the cache
+	close(release)
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("resolver called %d times for 5 racing lookups, want 1", n)
+	}
+}
+
+// The cache stays bounded however many names a sandbox sends.
+func TestResolveCacheBounded(t *testing.T) {
+	c := newResolveCache(func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("192.0.2.1")}, nil
+	})
+	for i := range resolveMaxNames + 100 {
+		if _, err := c.lookup(fmt.Sprintf("n%d.example", i), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(c.m); n > resolveMaxNames {
+		t.Errorf("cache holds %d names, want at most %d", n, resolveMaxNames)
 	}
 }
