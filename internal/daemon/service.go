@@ -116,6 +116,8 @@ func needsRestart(a, b *config.Config) []string {
 	check("listen_port", a.ListenPort == b.ListenPort)
 	check("strict", a.Strict == b.Strict)
 	check("strict_dns", slices.Equal(a.StrictDNS, b.StrictDNS))
+	check("max_connections_per_sandbox",
+		a.MaxConnectionsPerSandbox == b.MaxConnectionsPerSandbox)
 	check("upstream_ca_files", slices.Equal(a.UpstreamCAFiles, b.UpstreamCAFiles))
 	check("timeouts", a.Timeouts == b.Timeouts)
 	check("audit.file", a.Audit.File == b.Audit.File)
