@@ -68,8 +68,17 @@ type report struct {
 }
 
 func (r *report) add(x row) {
+	std := [2]string{string(direct), string(viaHermes)}
 	if x.Columns == [2]string{} {
-		x.Columns = [2]string{string(direct), string(viaHermes)}
+		x.Columns = std
+	}
+	// Rounds of a row made by compared are filed under direct and hermes;
+	// file them under the columns' names instead.
+	if _, ok := x.Rounds[string(direct)]; ok && x.Columns != std {
+		x.Rounds = map[string][]float64{
+			x.Columns[0]: x.Rounds[string(direct)],
+			x.Columns[1]: x.Rounds[string(viaHermes)],
+		}
 	}
 	r.Rows = append(r.Rows, x)
 }

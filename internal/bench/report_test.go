@@ -89,3 +89,21 @@ func TestCheckPath(t *testing.T) {
 		}
 	}
 }
+
+func TestRoundsFiledUnderColumns(t *testing.T) {
+	r := &report{}
+	x := compared("7 c", "m", "ns", cmpRatio, []float64{1}, []float64{2})
+	x.Columns = [2]string{"nft", "bpf"}
+	r.add(x)
+	r.add(peerRow(&peer{path: viaMitm}, "m", "us",
+		map[path][]float64{viaHermes: {3}, viaMitm: {4}}))
+	want := []map[string][]float64{
+		{"nft": {1}, "bpf": {2}},
+		{"hermes": {3}, "mitmproxy": {4}},
+	}
+	for i, w := range want {
+		if diff := cmp.Diff(w, r.Rows[i].Rounds); diff != "" {
+			t.Errorf("row %d rounds (-want +got):\n%s", i, diff)
+		}
+	}
+}
