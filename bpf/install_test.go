@@ -45,24 +45,18 @@ func pinnedLinks(t *testing.T, dir string) map[string]linkIDs {
 // to the cgroup.
 func attachedOfOurs(t *testing.T, cgroup string, ours map[string]linkIDs) map[string]int {
 	t.Helper()
-	f, err := os.Open(cgroup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-
 	progs := make(map[ebpf.ProgramID]bool)
 	for _, ids := range ours {
 		progs[ids.Prog] = true
 	}
 	out := make(map[string]int)
 	for _, a := range attachments {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: a.attach})
+		ids, err := attachedAt(cgroup, a.attach)
 		if err != nil {
-			t.Fatalf("querying %s programs of %s: %v", a.attach, cgroup, err)
+			t.Fatal(err)
 		}
-		for _, p := range res.Programs {
-			if progs[p.ID] {
+		for _, id := range ids {
+			if progs[id] {
 				out[a.name]++
 			}
 		}

@@ -5,13 +5,12 @@ package e2e_test
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 
+	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/testenv"
 	"github.com/hermes-netd/hermes-netd/netsetup"
 )
@@ -30,19 +29,9 @@ var cgroupHooks = []ebpf.AttachType{
 // run's own, whatever other suites attach at the same time.
 func pinnedPrograms(t *testing.T, pinDir string) programs {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(pinDir, "link_*"))
-	out := programs{}
-	for _, path := range paths {
-		l, err := link.LoadPinnedLink(path, nil)
-		if err != nil {
-			t.Fatalf("loading pinned link %s: %v", path, err)
-		}
-		info, err := l.Info()
-		l.Close()
-		if err != nil {
-			t.Fatalf("reading pinned link %s: %v", path, err)
-		}
-		out[info.Program] = filepath.Base(path)
+	out, err := bpf.PinnedPrograms(pinDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -54,29 +43,9 @@ func rootPrograms(t *testing.T) programs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(root)
+	out, err := bpf.AttachedPrograms(root)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-
-	out := programs{}
-	for _, hook := range cgroupHooks {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: hook})
-		if err != nil {
-			t.Fatalf("querying the %v programs of %s: %v", hook, root, err)
-		}
-		for _, ap := range res.Programs {
-			p, err := ebpf.NewProgramFromID(ap.ID)
-			if err != nil {
-				continue // detached meanwhile
-			}
-			info, err := p.Info()
-			p.Close()
-			if err == nil && strings.HasPrefix(info.Name, "hermes_") {
-				out[ap.ID] = info.Name
-			}
-		}
 	}
 	return out
 }

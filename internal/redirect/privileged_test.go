@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 
+	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/redirect"
 	"github.com/hermes-netd/hermes-netd/netsetup"
 	"github.com/hermes-netd/hermes-netd/netsetup/nstest"
@@ -40,29 +40,9 @@ func hermesPrograms(t testing.TB) map[ebpf.ProgramID]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(root)
+	progs, err := bpf.AttachedPrograms(root)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-
-	progs := map[ebpf.ProgramID]string{}
-	for _, at := range cgroupAttachTypes {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
-		if err != nil {
-			t.Fatalf("querying %v programs: %v", at, err)
-		}
-		for _, ap := range res.Programs {
-			p, err := ebpf.NewProgramFromID(ap.ID)
-			if err != nil {
-				continue // detached meanwhile
-			}
-			info, err := p.Info()
-			p.Close()
-			if err == nil && strings.HasPrefix(info.Name, "hermes_") {
-				progs[ap.ID] = info.Name
-			}
-		}
 	}
 	return progs
 }
@@ -117,19 +97,9 @@ func newRedirector(t testing.TB, mode redirect.Mode) *redirect.Redirector {
 // pinnedPrograms returns the programs of the links pinned in pinDir.
 func pinnedPrograms(t testing.TB, pinDir string) map[ebpf.ProgramID]string {
 	t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(pinDir, "link_*"))
-	progs := map[ebpf.ProgramID]string{}
-	for _, path := range paths {
-		l, err := link.LoadPinnedLink(path, nil)
-		if err != nil {
-			t.Fatalf("loading pinned link: %v", err)
-		}
-		info, err := l.Info()
-		l.Close()
-		if err != nil {
-			t.Fatalf("link info of %s: %v", path, err)
-		}
-		progs[info.Program] = filepath.Base(path)
+	progs, err := bpf.PinnedPrograms(pinDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return progs
 }
