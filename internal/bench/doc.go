@@ -26,7 +26,8 @@
 // nothing is adjusted.
 //
 // Environment: BENCH_QUICK=1 for a short run, BENCH_OUT=file.json for the
-// JSON (default bench-results/bench.json), BENCH_ONLY=1,6 to run some
+// JSON (default bench-results/bench.json; the table is also written as
+// Markdown beside it, with .md for .json), BENCH_ONLY=1,6 to run some
 // scenarios only. It needs root, and removes everything it made when it
 // ends, also on failure or Ctrl-C.
 package main
