@@ -158,6 +158,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		// Flush every write at once: server-sent events and token streams
 		// must reach the client as the upstream sends them.
 		FlushInterval: -1,
+		BufferPool:    &copyBuffers{},
 		ErrorHandler:  s.upstreamError,
 		// ReverseProxy's own log lines would bypass the records; its errors
 		// reach upstreamError or end in an abort that logRequest records.
