@@ -67,7 +67,7 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 		code, out, errOut := cli(t, "", append([]string{"--socket", sock}, args...)...)
 		if code != 0 || !strings.HasPrefix(out, want) {
 			t.Fatalf("%v = %d, %q, %q; want 0 and %q...\ndaemon log:\n%s", args, code,
-				out, errOut, want, d.log())
+				out, errOut, want, d.Log())
 		}
 	}
 
@@ -83,12 +83,12 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	first.Process.Kill()
 	first.Wait()
 	waitFor(t, "the log line of the outlived name", func() bool {
-		return strings.Contains(d.log(), "Namespace outlived its name") &&
-			strings.Contains(d.log(), pidSpec)
+		return strings.Contains(d.Log(), "Namespace outlived its name") &&
+			strings.Contains(d.Log(), pidSpec)
 	})
 	checkIntercepted(t, sock, pidSpec, pidNS, "tcp4", "198.51.100.7:443")
-	if strings.Contains(d.log(), "Detached vanished namespace netns="+pidSpec) {
-		t.Fatalf("%s was detached while a process still lives in it:\n%s", pidSpec, d.log())
+	if strings.Contains(d.Log(), "Detached vanished namespace netns="+pidSpec) {
+		t.Fatalf("%s was detached while a process still lives in it:\n%s", pidSpec, d.Log())
 	}
 	second.Process.Kill()
 	second.Wait()
@@ -116,10 +116,10 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	})
 	checkIntercepted(t, sock, named, namedNS, "tcp4", "198.51.100.7:443")
 
-	d.stop(t)
+	stopDaemon(t, d)
 	d = startDaemon(t, bin, host, cfg, pinDir)
-	if !strings.Contains(d.log(), "Re-attached a namespace that outlived its name") {
-		t.Errorf("restart did not re-attach the nameless namespace:\n%s", d.log())
+	if !strings.Contains(d.Log(), "Re-attached a namespace that outlived its name") {
+		t.Errorf("restart did not re-attach the nameless namespace:\n%s", d.Log())
 	}
 	if a := attachment(t, sock, named); a == nil || !a.NameGone {
 		t.Fatalf("after restart %s is %+v, want attached with name_gone", named, a)
@@ -151,8 +151,8 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	if a == nil || a.Port4 == 0 || a.Port4 == 15443 || a.Port6 == 0 || a.Port6 == 15443 {
 		t.Fatalf("squatted attachment %+v, want fallback ports in status", a)
 	}
-	if !strings.Contains(d.log(), "Listen port taken inside the namespace") {
-		t.Errorf("no log line about the taken listen port:\n%s", d.log())
+	if !strings.Contains(d.Log(), "Listen port taken inside the namespace") {
+		t.Errorf("no log line about the taken listen port:\n%s", d.Log())
 	}
 	checkIntercepted(t, sock, squat, squatNS, "tcp4", "198.51.100.7:443")
 	checkIntercepted(t, sock, squat, squatNS, "tcp6", "[2001:db8::7]:443")
@@ -186,7 +186,7 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	}
 
 	mustCLI("detached "+squat, "detach", squat)
-	d.stop(t)
+	stopDaemon(t, d)
 }
 
 // startHolder starts a process that holds a namespace; killed at cleanup.

@@ -16,13 +16,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/daemon"
+	"github.com/hermes-netd/hermes-netd/internal/testenv"
 	"github.com/hermes-netd/hermes-netd/netsetup"
 )
 
@@ -90,7 +90,7 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 		code, out, errOut := c(args...)
 		if code != 0 || !strings.HasPrefix(out, want) {
 			t.Fatalf("%v = %d, %q, %q; want 0 and %q...\ndaemon log:\n%s", args, code,
-				out, errOut, want, d.log())
+				out, errOut, want, d.Log())
 		}
 	}
 
@@ -136,7 +136,7 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 	checkAuditLines(t, auditFile)
 
 	// SIGTERM: exit 0, the sandbox fails closed while the daemon is down.
-	d.stop(t)
+	stopDaemon(t, d)
 	err := tlsHello(sbNS, "unknown.example")
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("connect with the daemon down: %v, want connection refused", err)
@@ -146,19 +146,21 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 	d = startDaemon(t, bin, host, cfg, pinDir)
 	if st := status(t, sock); specs(st) != strings.Join(sortedStrings(sb, pidSpec), ",") {
 		t.Fatalf("after restart attached %q, want %s and %s\n%s", specs(st), sb, pidSpec,
-			d.log())
+			d.Log())
 	}
-	if n := strings.Count(d.log(), "msg=Re-attached"); n != 2 {
-		t.Errorf("restart logged %d Re-attached lines, want 2:\n%s", n, d.log())
+	if n := strings.Count(d.Log(), "msg=Re-attached"); n != 2 {
+		t.Errorf("restart logged %d Re-attached lines, want 2:\n%s", n, d.Log())
 	}
 	if err := tlsHello(sbNS, "unknown.example"); errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("after restart the listener is still missing: %v", err)
 	}
 
 	// SIGHUP reloads.
-	d.cmd.Process.Signal(syscall.SIGHUP)
+	if err := d.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the reload log line", func() bool {
-		return strings.Contains(d.log(), `msg="Reloaded configuration"`)
+		return strings.Contains(d.Log(), `msg="Reloaded configuration"`)
 	})
 
 	// The pid's process, the only one in its namespace, exits: nothing holds the
@@ -195,62 +197,35 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 		t.Errorf("attach of a missing netns = %d, %q, %q; want one error line", code, out, errOut)
 	}
 
-	d.stop(t)
+	stopDaemon(t, d)
 }
 
-// daemonProc is a running `hermes-netd serve`.
-type daemonProc struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	done   chan error
-}
-
-func (d *daemonProc) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.Write(p)
-}
-
-func (d *daemonProc) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.String()
-}
-
-// stop sends SIGTERM and checks that the daemon exits 0.
-func (d *daemonProc) stop(t *testing.T) {
+// startDaemon runs `hermes-netd serve` in the namespace hostNS and waits until
+// it serves; the test's end kills it if it still runs.
+func startDaemon(t *testing.T, bin, hostNS, cfg, pinDir string) *testenv.Daemon {
 	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-d.done; err != nil {
-		t.Fatalf("daemon exit after SIGTERM: %v, want status 0\n%s", err, d.log())
-	}
-}
-
-func startDaemon(t *testing.T, bin, hostNS, cfg, pinDir string) *daemonProc {
-	t.Helper()
-	d := &daemonProc{done: make(chan error, 1)}
-	d.cmd = exec.Command("nsenter", "--net="+filepath.Join(netsetup.NetnsDir, hostNS),
+	cmd := exec.Command("nsenter", "--net="+filepath.Join(netsetup.NetnsDir, hostNS),
 		bin, "serve", "--config", cfg, "--bpf-pin-dir", pinDir,
 		"--check-interval", "100ms", "--shutdown-timeout", "2s")
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
+	d, err := testenv.StartDaemon(context.Background(), cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			d.cmd.Process.Kill()
-		}
+		d.Kill()
 		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.log())
+			t.Logf("daemon log:\n%s", d.Log())
 		}
-	})
-
-	waitFor(t, "the daemon's socket", func() bool {
-		return strings.Contains(d.log(), "msg=Serving")
 	})
 	return d
+}
+
+// stopDaemon sends SIGTERM and checks that the daemon exits 0.
+func stopDaemon(t *testing.T, d *testenv.Daemon) {
+	t.Helper()
+	if err := d.Stop(); err != nil {
+		t.Fatalf("%v\n%s", err, d.Log())
+	}
 }
 
 func status(t *testing.T, sock string) daemon.Status {

@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hermes-netd/hermes-netd/bpf"
@@ -106,55 +104,23 @@ func (d *demo) cli(stdin string, args ...string) (string, error) {
 	return line, nil
 }
 
-// daemonProc is the running `hermes-netd serve`.
-type daemonProc struct {
-	cmd  *exec.Cmd
-	done chan error
-
-	mu  sync.Mutex
-	log bytes.Buffer
-}
-
-func (p *daemonProc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.Write(b)
-}
-
+// daemonLog is what the daemon has logged, for an error report.
 func (d *demo) daemonLog() string {
 	if d.daemon == nil {
 		return ""
 	}
-	d.daemon.mu.Lock()
-	defer d.daemon.mu.Unlock()
-	return d.daemon.log.String()
+	return d.daemon.Log()
 }
 
 // startDaemon runs the daemon in the host namespace and waits until it serves.
 func (d *demo) startDaemon(ctx context.Context) error {
-	p := &daemonProc{done: make(chan error, 1)}
-	p.cmd = d.env.HostCmd(context.Background(), d.bin, "--config", d.config, "serve",
+	cmd := d.env.HostCmd(context.Background(), d.bin, "--config", d.config, "serve",
 		"--bpf-pin-dir", d.pinDir)
-	p.cmd.Stderr = p
-	if err := p.cmd.Start(); err != nil {
-		return fmt.Errorf("starting hermes-netd serve: %w", err)
+	p, err := testenv.StartDaemon(ctx, cmd)
+	if err != nil {
+		return err
 	}
 	d.daemon = p
-	go func() { p.done <- p.cmd.Wait() }()
-
-	deadline := time.After(waitLimit)
-	for !strings.Contains(d.daemonLog(), "msg=Serving") {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("hermes-netd serve exited before serving: %v", err)
-		case <-deadline:
-			return fmt.Errorf("hermes-netd serve not serving after %v", waitLimit)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 	return nil
 }
 
@@ -191,15 +157,7 @@ func (d *demo) teardown() error {
 		if _, err := d.cli("", "detach", d.env.Name(testenv.Sandbox)); err != nil {
 			errs = append(errs, err)
 		}
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-p.done:
-			if err != nil {
-				errs = append(errs, fmt.Errorf("hermes-netd serve exit: %w", err))
-			}
-		case <-time.After(waitLimit):
-			errs = append(errs, errors.New("hermes-netd serve ignored SIGTERM; killed"))
-		}
+		errs = append(errs, p.Stop())
 	}
 	errs = append(errs, d.env.Close()) // kills the daemon if it still runs
 	if d.pinDir != "" {

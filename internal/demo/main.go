@@ -121,7 +121,7 @@ type demo struct {
 	audit    string
 	pinDir   string
 	hermesCA string
-	daemon   *daemonProc
+	daemon   *testenv.Daemon
 }
 
 func (d *demo) section(title string) {

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,8 +85,8 @@ type world struct {
 	hermesCA string // the hermes CA, as `ca export` prints it
 	sandbox  string // the sandbox namespace's name
 
-	d    *daemonProc   // the daemon now running, or the last one
-	runs []*daemonProc // every daemon run, for the logs
+	d    *testenv.Daemon   // the daemon now running, or the last one
+	runs []*testenv.Daemon // every daemon run, for the logs
 }
 
 // newWorld builds the topology, writes the daemon's config and keys into the
@@ -201,77 +200,31 @@ func attached(st daemon.Status) []string {
 	return specs
 }
 
-// daemonProc is one run of `hermes-netd serve` in the host namespace.
-type daemonProc struct {
-	cmd  *exec.Cmd
-	done chan error
-
-	mu     sync.Mutex
-	stderr bytes.Buffer
-}
-
-func (d *daemonProc) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.Write(p)
-}
-
-func (d *daemonProc) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.String()
-}
-
 // start runs the daemon in the host namespace (through nsenter, which keeps
 // cgroup2 and bpffs visible) and waits until it serves its admin socket.
 func (w *world) start(t *testing.T) {
 	t.Helper()
-	d := &daemonProc{done: make(chan error, 1)}
-	d.cmd = w.env.HostCmd(context.Background(), w.bin, "--config", w.config, "serve",
+	cmd := w.env.HostCmd(context.Background(), w.bin, "--config", w.config, "serve",
 		"--bpf-pin-dir", w.pinDir, "--check-interval", "200ms",
 		"--shutdown-timeout", "5s")
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting the daemon: %v", err)
+	d, err := testenv.StartDaemon(context.Background(), cmd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { d.done <- d.cmd.Wait() }()
 	w.d = d
 	w.runs = append(w.runs, d)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("daemon log (run %d):\n%s", len(w.runs), d.log())
+			t.Logf("daemon log (run %d):\n%s", len(w.runs), d.Log())
 		}
 	})
-
-	deadline := time.Now().Add(waitLimit)
-	for !strings.Contains(d.log(), "msg=Serving") {
-		select {
-		case err := <-d.done:
-			d.done <- err
-			t.Fatalf("daemon exited before serving: %v\n%s", err, d.log())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not serving after %v:\n%s", waitLimit, d.log())
-		}
-	}
 }
 
 // stop sends SIGTERM and requires exit status 0 within the wait limit.
 func (w *world) stop(t *testing.T) {
 	t.Helper()
-	d := w.d
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("signalling the daemon: %v", err)
-	}
-	select {
-	case err := <-d.done:
-		d.done <- err
-		if err != nil {
-			t.Fatalf("daemon exit after SIGTERM: %v, want status 0\n%s", err, d.log())
-		}
-	case <-time.After(waitLimit):
-		t.Fatalf("daemon still running %v after SIGTERM\n%s", waitLimit, d.log())
+	if err := w.d.Stop(); err != nil {
+		t.Fatalf("%v\n%s", err, w.d.Log())
 	}
 }
 
@@ -279,7 +232,7 @@ func (w *world) stop(t *testing.T) {
 func (w *world) daemonLogs() string {
 	var b strings.Builder
 	for _, d := range w.runs {
-		b.WriteString(d.log())
+		b.WriteString(d.Log())
 	}
 	return b.String()
 }

@@ -71,8 +71,10 @@ func checkAttached(t *testing.T, ours programs) {
 func checkNothingLeft(t *testing.T, w *world, ours programs) {
 	t.Helper()
 	for i, d := range w.runs {
-		if d.cmd.ProcessState == nil {
-			t.Errorf("daemon run %d (pid %d) still running", i+1, d.cmd.Process.Pid)
+		select {
+		case <-d.Exited():
+		default:
+			t.Errorf("daemon run %d (pid %d) still running", i+1, d.Pid())
 		}
 	}
 	entries, err := os.ReadDir(netsetup.NetnsDir)
