@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/daemon"
 	"github.com/hermes-netd/hermes-netd/netsetup"
 )
@@ -25,51 +24,14 @@ import (
 // process exits. Also: a listen port squatted inside a sandbox gets the daemon a
 // fallback port, and the initial network namespace is refused. Once per mode.
 func TestPrivilegedNamespaceOutlivesItsName(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and runs the daemon")
-	}
-	for _, tool := range []string{"ip", "nsenter", "unshare"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
-		}
-	}
-	bin := buildBinary(t)
-	for _, mode := range []string{"nft", "ebpf"} {
-		t.Run(mode, func(t *testing.T) {
-			if mode == "ebpf" {
-				if err := bpf.Probe(); err != nil {
-					t.Skipf("kernel cannot run the BPF redirect: %v", err)
-				}
-			}
-			testOutlivesName(t, bin, mode)
-		})
-	}
+	forEachMode(t, []string{"ip", "nsenter", "unshare"}, testOutlivesName)
 }
 
 func testOutlivesName(t *testing.T, bin, mode string) {
-	id := "hermes-t-" + randomHex(t)
-	host := id + "-host"
-	addNetns(t, host)
-	dir := shortDir(t)
-	sock := filepath.Join(dir, "run", "netd.sock")
-	cfg := filepath.Join(dir, "netd.yaml")
-	writeFile(t, cfg, fmt.Sprintf("state_dir: %s/state\nsecrets_dir: %s/secrets\n"+
-		"socket: %s\nmode: %s\naudit:\n  file: %s/audit.log\n", dir, dir, sock, mode, dir))
-	pinDir := filepath.Join("/sys/fs/bpf", id)
-	t.Cleanup(func() {
-		if err := bpf.Uninstall(pinDir); err != nil {
-			t.Errorf("removing BPF pins %s: %v", pinDir, err)
-		}
-	})
-	d := startDaemon(t, bin, host, cfg, pinDir)
-	mustCLI := func(want string, args ...string) {
-		t.Helper()
-		code, out, errOut := cli(t, "", append([]string{"--socket", sock}, args...)...)
-		if code != 0 || !strings.HasPrefix(out, want) {
-			t.Fatalf("%v = %d, %q, %q; want 0 and %q...\ndaemon log:\n%s", args, code,
-				out, errOut, want, d.Log())
-		}
-	}
+	s := newServed(t, bin, mode)
+	id, sock := s.id, s.sock
+	s.start(t)
+	mustCLI := s.mustCLI(t)
 
 	// pid:N: two processes in a fresh namespace; the attached one exits.
 	first := startHolder(t, "unshare", "--net", "sleep", "600")
@@ -83,12 +45,12 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	first.Process.Kill()
 	first.Wait()
 	waitFor(t, "the log line of the outlived name", func() bool {
-		return strings.Contains(d.Log(), "Namespace outlived its name") &&
-			strings.Contains(d.Log(), pidSpec)
+		return strings.Contains(s.log(), "Namespace outlived its name") &&
+			strings.Contains(s.log(), pidSpec)
 	})
 	checkIntercepted(t, sock, pidSpec, pidNS, "tcp4", "198.51.100.7:443")
-	if strings.Contains(d.Log(), "Detached vanished namespace netns="+pidSpec) {
-		t.Fatalf("%s was detached while a process still lives in it:\n%s", pidSpec, d.Log())
+	if strings.Contains(s.log(), "Detached vanished namespace netns="+pidSpec) {
+		t.Fatalf("%s was detached while a process still lives in it:\n%s", pidSpec, s.log())
 	}
 	second.Process.Kill()
 	second.Wait()
@@ -116,10 +78,10 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	})
 	checkIntercepted(t, sock, named, namedNS, "tcp4", "198.51.100.7:443")
 
-	stopDaemon(t, d)
-	d = startDaemon(t, bin, host, cfg, pinDir)
-	if !strings.Contains(d.Log(), "Re-attached a namespace that outlived its name") {
-		t.Errorf("restart did not re-attach the nameless namespace:\n%s", d.Log())
+	s.stop(t)
+	s.start(t)
+	if !strings.Contains(s.log(), "Re-attached a namespace that outlived its name") {
+		t.Errorf("restart did not re-attach the nameless namespace:\n%s", s.log())
 	}
 	if a := attachment(t, sock, named); a == nil || !a.NameGone {
 		t.Fatalf("after restart %s is %+v, want attached with name_gone", named, a)
@@ -151,8 +113,8 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	if a == nil || a.Port4 == 0 || a.Port4 == 15443 || a.Port6 == 0 || a.Port6 == 15443 {
 		t.Fatalf("squatted attachment %+v, want fallback ports in status", a)
 	}
-	if !strings.Contains(d.Log(), "Listen port taken inside the namespace") {
-		t.Errorf("no log line about the taken listen port:\n%s", d.Log())
+	if !strings.Contains(s.log(), "Listen port taken inside the namespace") {
+		t.Errorf("no log line about the taken listen port:\n%s", s.log())
 	}
 	checkIntercepted(t, sock, squat, squatNS, "tcp4", "198.51.100.7:443")
 	checkIntercepted(t, sock, squat, squatNS, "tcp6", "[2001:db8::7]:443")
@@ -186,7 +148,7 @@ func testOutlivesName(t *testing.T, bin, mode string) {
 	}
 
 	mustCLI("detached "+squat, "detach", squat)
-	stopDaemon(t, d)
+	s.stop(t)
 }
 
 // startHolder starts a process that holds a namespace; killed at cleanup.

@@ -32,32 +32,13 @@ import (
 // failing closed, restart taking the attachments back, SIGHUP, a namespace
 // whose last process exited cleaned up by the watcher, detach, and errors. Once per redirect mode.
 func TestPrivilegedServeAttachDetach(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and runs the daemon")
-	}
-	for _, tool := range []string{"ip", "nsenter", "unshare", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
-		}
-	}
-	bin := buildBinary(t)
-
-	for _, mode := range []string{"nft", "ebpf"} {
-		t.Run(mode, func(t *testing.T) {
-			if mode == "ebpf" {
-				if err := bpf.Probe(); err != nil {
-					t.Skipf("kernel cannot run the BPF redirect: %v", err)
-				}
-			}
-			testServeAttachDetach(t, bin, mode)
-		})
-	}
+	forEachMode(t, []string{"ip", "nsenter", "unshare", "nft"}, testServeAttachDetach)
 }
 
 func testServeAttachDetach(t *testing.T, bin, mode string) {
-	id := "hermes-t-" + randomHex(t)
-	host, sb := id+"-host", id+"-sb"
-	addNetns(t, host)
+	s := newServed(t, bin, mode)
+	id, host, sock, dir := s.id, s.host, s.sock, s.dir
+	sb := id + "-sb"
 	addNetns(t, sb)
 	// A route out of the sandbox, so that connects to public addresses reach the
 	// redirect instead of failing with "network unreachable". Nothing answers there.
@@ -68,31 +49,8 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 	mustRun(t, "ip", "-n", host, "link", "set", "v1", "up")
 	mustRun(t, "ip", "-n", sb, "route", "add", "default", "via", "10.99.0.1")
 
-	dir := shortDir(t)
-	sock := filepath.Join(dir, "run", "netd.sock")
-	auditFile := filepath.Join(dir, "audit.log")
-	cfg := filepath.Join(dir, "netd.yaml")
-	writeFile(t, cfg, fmt.Sprintf("state_dir: %s/state\nsecrets_dir: %s/secrets\n"+
-		"socket: %s\nmode: %s\naudit:\n  file: %s\n", dir, dir, sock, mode, auditFile))
-	pinDir := filepath.Join("/sys/fs/bpf", id)
-	t.Cleanup(func() {
-		if err := bpf.Uninstall(pinDir); err != nil {
-			t.Errorf("removing BPF pins %s: %v", pinDir, err)
-		}
-	})
-
-	d := startDaemon(t, bin, host, cfg, pinDir)
-	c := func(args ...string) (int, string, string) {
-		return cli(t, "", append([]string{"--socket", sock}, args...)...)
-	}
-	mustCLI := func(want string, args ...string) {
-		t.Helper()
-		code, out, errOut := c(args...)
-		if code != 0 || !strings.HasPrefix(out, want) {
-			t.Fatalf("%v = %d, %q, %q; want 0 and %q...\ndaemon log:\n%s", args, code,
-				out, errOut, want, d.Log())
-		}
-	}
+	s.start(t)
+	c, mustCLI := s.cli(t), s.mustCLI(t)
 
 	// Attach by name, idempotently, and a second namespace by pid.
 	mustCLI("attached "+sb+" (netns cookie ", "attach", sb)
@@ -126,41 +84,41 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 		t.Errorf("TLS to an unknown domain succeeded, want it refused")
 	}
 	waitFor(t, "the audit line of the refusal", func() bool {
-		b, _ := os.ReadFile(auditFile)
+		b, _ := os.ReadFile(s.audit)
 		return bytes.Contains(b, []byte(`"sandbox":"`+sb+`"`)) &&
 			bytes.Contains(b, []byte(`"decision":"deny"`))
 	})
 	if st := status(t, sock); st.Counters.Refused["deny"] < 1 {
 		t.Errorf("status counters %+v, want a deny", st.Counters)
 	}
-	checkAuditLines(t, auditFile)
+	checkAuditLines(t, s.audit)
 
 	// SIGTERM: exit 0, the sandbox fails closed while the daemon is down.
-	stopDaemon(t, d)
+	s.stop(t)
 	err := tlsHello(sbNS, "unknown.example")
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("connect with the daemon down: %v, want connection refused", err)
 	}
 
 	// Restart: both namespaces are taken back.
-	d = startDaemon(t, bin, host, cfg, pinDir)
+	s.start(t)
 	if st := status(t, sock); specs(st) != strings.Join(sortedStrings(sb, pidSpec), ",") {
 		t.Fatalf("after restart attached %q, want %s and %s\n%s", specs(st), sb, pidSpec,
-			d.Log())
+			s.log())
 	}
-	if n := strings.Count(d.Log(), "msg=Re-attached"); n != 2 {
-		t.Errorf("restart logged %d Re-attached lines, want 2:\n%s", n, d.Log())
+	if n := strings.Count(s.log(), "msg=Re-attached"); n != 2 {
+		t.Errorf("restart logged %d Re-attached lines, want 2:\n%s", n, s.log())
 	}
 	if err := tlsHello(sbNS, "unknown.example"); errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("after restart the listener is still missing: %v", err)
 	}
 
 	// SIGHUP reloads.
-	if err := d.Signal(syscall.SIGHUP); err != nil {
+	if err := s.d.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the reload log line", func() bool {
-		return strings.Contains(d.Log(), `msg="Reloaded configuration"`)
+		return strings.Contains(s.log(), `msg="Reloaded configuration"`)
 	})
 
 	// The pid's process, the only one in its namespace, exits: nothing holds the
@@ -197,34 +155,111 @@ func testServeAttachDetach(t *testing.T, bin, mode string) {
 		t.Errorf("attach of a missing netns = %d, %q, %q; want one error line", code, out, errOut)
 	}
 
-	stopDaemon(t, d)
+	s.stop(t)
 }
 
-// startDaemon runs `hermes-netd serve` in the namespace hostNS and waits until
-// it serves; the test's end kills it if it still runs.
-func startDaemon(t *testing.T, bin, hostNS, cfg, pinDir string) *testenv.Daemon {
+// forEachMode skips t unless it runs as root with tools at hand, builds the
+// binary and runs fn in a subtest per redirect mode the kernel supports.
+func forEachMode(t *testing.T, tools []string, fn func(t *testing.T, bin, mode string)) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and runs the daemon")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s: %v", tool, err)
+		}
+	}
+	bin := buildBinary(t)
+	for _, mode := range []string{"nft", "ebpf"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "ebpf" {
+				if err := bpf.Probe(); err != nil {
+					t.Skipf("kernel cannot run the BPF redirect: %v", err)
+				}
+			}
+			fn(t, bin, mode)
+		})
+	}
+}
+
+// served is a `hermes-netd serve` of one test, in a namespace of its own that
+// plays the host, with its files in a short temporary directory.
+type served struct {
+	bin, id, host                 string
+	dir, sock, cfg, audit, pinDir string
+	d                             *testenv.Daemon // the daemon now running, or the last one
+}
+
+// newServed makes the host namespace and writes the daemon's config for mode;
+// the run's BPF pins go when the test ends. The daemon is not started yet.
+func newServed(t *testing.T, bin, mode string) *served {
 	t.Helper()
-	cmd := exec.Command("nsenter", "--net="+filepath.Join(netsetup.NetnsDir, hostNS),
-		bin, "serve", "--config", cfg, "--bpf-pin-dir", pinDir,
+	id := "hermes-t-" + randomHex(t)
+	s := &served{bin: bin, id: id, host: id + "-host", dir: shortDir(t),
+		pinDir: filepath.Join("/sys/fs/bpf", id)}
+	addNetns(t, s.host)
+	s.sock = filepath.Join(s.dir, "run", "netd.sock")
+	s.audit = filepath.Join(s.dir, "audit.log")
+	s.cfg = filepath.Join(s.dir, "netd.yaml")
+	writeFile(t, s.cfg, fmt.Sprintf("state_dir: %s/state\nsecrets_dir: %s/secrets\n"+
+		"socket: %s\nmode: %s\naudit:\n  file: %s\n", s.dir, s.dir, s.sock, mode, s.audit))
+	t.Cleanup(func() {
+		if err := bpf.Uninstall(s.pinDir); err != nil {
+			t.Errorf("removing BPF pins %s: %v", s.pinDir, err)
+		}
+	})
+	return s
+}
+
+// start runs the daemon in the host namespace and waits until it serves; the
+// test's end kills it if it still runs.
+func (s *served) start(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("nsenter", "--net="+filepath.Join(netsetup.NetnsDir, s.host),
+		s.bin, "serve", "--config", s.cfg, "--bpf-pin-dir", s.pinDir,
 		"--check-interval", "100ms", "--shutdown-timeout", "2s")
 	d, err := testenv.StartDaemon(context.Background(), cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.d = d
 	t.Cleanup(func() {
 		d.Kill()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.Log())
 		}
 	})
-	return d
 }
 
-// stopDaemon sends SIGTERM and checks that the daemon exits 0.
-func stopDaemon(t *testing.T, d *testenv.Daemon) {
+// stop sends SIGTERM and checks that the daemon exits 0.
+func (s *served) stop(t *testing.T) {
 	t.Helper()
-	if err := d.Stop(); err != nil {
-		t.Fatalf("%v\n%s", err, d.Log())
+	if err := s.d.Stop(); err != nil {
+		t.Fatalf("%v\n%s", err, s.d.Log())
+	}
+}
+
+// log is the operational log of the daemon now running, or the last one.
+func (s *served) log() string { return s.d.Log() }
+
+// cli returns a runner of the CLI against the daemon's socket.
+func (s *served) cli(t *testing.T) func(args ...string) (int, string, string) {
+	return func(args ...string) (int, string, string) {
+		return cli(t, "", append([]string{"--socket", s.sock}, args...)...)
+	}
+}
+
+// mustCLI returns a runner of the CLI that fails the test unless the command
+// exits 0 with stdout starting with want.
+func (s *served) mustCLI(t *testing.T) func(want string, args ...string) {
+	c := s.cli(t)
+	return func(want string, args ...string) {
+		t.Helper()
+		code, out, errOut := c(args...)
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Fatalf("%v = %d, %q, %q; want 0 and %q...\ndaemon log:\n%s", args, code,
+				out, errOut, want, s.log())
+		}
 	}
 }
 
