@@ -1,15 +1,27 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // benchEnv is a proxy in front of one fake upstream, logging as in
@@ -106,4 +118,126 @@ func BenchmarkReadClientHelloTrickle(b *testing.B) {
 			b.Fatalf("error %v, want ErrHelloTooBig", err)
 		}
 	}
+}
+
+// idleConns is how many connections BenchmarkIdleConnection holds open.
+const idleConns = 500
+
+// The memory and goroutines one idle terminated client connection holds in
+// the proxy, after one request on it. The clients run in a child process
+// (runIdleClients), so that only the proxy's side is measured. Run it with
+// -benchtime=1x: each round opens idleConns connections.
+func BenchmarkIdleConnection(b *testing.B) {
+	for _, proto := range []string{"http/1.1", "h2"} {
+		b.Run(map[string]string{"http/1.1": "h1", "h2": "h2"}[proto], func(b *testing.B) {
+			e, _, _ := benchEnv(b)
+			caFile := filepath.Join(b.TempDir(), "ca.pem")
+			pemCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.caCert.Raw})
+			if err := os.WriteFile(caFile, pemCA, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			var mem, gor float64
+			for b.Loop() {
+				m, g := measureIdle(b, e.addr, caFile, proto)
+				mem, gor = mem+m, gor+g
+			}
+			b.ReportMetric(mem/float64(b.N), "B/conn")
+			b.ReportMetric(gor/float64(b.N), "goroutines/conn")
+		})
+	}
+}
+
+// measureIdle opens idleConns connections from a child process and returns
+// the growth of the heap and stacks in use, and of the goroutine count, per
+// connection.
+func measureIdle(b *testing.B, addr, caFile, proto string) (mem, goroutines float64) {
+	before, g0 := inUse()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROXY_IDLE_CLIENT="+strings.Join(
+		[]string{addr, caFile, proto, strconv.Itoa(idleConns)}, ","))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "ready\n" {
+		b.Fatalf("idle client: %q, %v", line, err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the last requests' handlers return
+	after, g1 := inUse()
+	return float64(after-before) / idleConns, float64(g1-g0) / idleConns
+}
+
+func inUse() (bytes uint64, goroutines int) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse, runtime.NumGoroutine()
+}
+
+// runIdleClients is the child of BenchmarkIdleConnection, run by TestMain
+// when PROXY_IDLE_CLIENT is "addr,ca-file,alpn,n": it opens n connections,
+// makes one request on each, says "ready" and holds them until stdin closes.
+func runIdleClients(spec string) error {
+	f := strings.Split(spec, ",")
+	if len(f) != 4 {
+		return fmt.Errorf("PROXY_IDLE_CLIENT %q: want addr,ca-file,alpn,n", spec)
+	}
+	n, err := strconv.Atoi(f[3])
+	if err != nil {
+		return fmt.Errorf("PROXY_IDLE_CLIENT count: %w", err)
+	}
+	caPEM, err := os.ReadFile(f[1])
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	cfg := &tls.Config{ServerName: "api.openai.com", RootCAs: roots, NextProtos: []string{f[2]}}
+
+	var keep []any
+	for range n {
+		c, err := tls.Dial("tcp", f[0], cfg)
+		if err != nil {
+			return err
+		}
+		rt, err := idleClientConn(c, f[2])
+		if err != nil {
+			return err
+		}
+		req, _ := http.NewRequest("GET", "https://api.openai.com/v1/models", nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		keep = append(keep, c, rt)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	runtime.KeepAlive(keep)
+	return nil
+}
+
+// idleClientConn makes a RoundTripper that uses c and only c.
+func idleClientConn(c *tls.Conn, proto string) (http.RoundTripper, error) {
+	if proto == "h2" {
+		return (&http2.Transport{}).NewClientConn(c)
+	}
+	return &http.Transport{
+		DialTLSContext:  func(context.Context, string, string) (net.Conn, error) { return c, nil },
+		MaxConnsPerHost: 1,
+	}, nil
 }

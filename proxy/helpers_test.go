@@ -78,6 +78,13 @@ func (b *lockedBuffer) records(t testing.TB) []map[string]any {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("PROXY_IDLE_CLIENT"); spec != "" {
+		if err := runIdleClients(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "idle client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	logs := suiteLog.String()
 	for name, k := range testKeys {
@@ -226,7 +233,8 @@ type env struct {
 	srv      *Server
 	addr     string // proxy listener
 	clientCA *x509.CertPool
-	log      *lockedBuffer // this test's records
+	caCert   *x509.Certificate // the proxy's CA, which clientCA holds
+	log      *lockedBuffer     // this test's records
 	mu       sync.Mutex
 	dst      netip.AddrPort
 	dials    []string // upstream dials made through Options.Dial
@@ -274,6 +282,7 @@ func newEnv(t testing.TB, upstreamRoots *x509.CertPool, opts ...envOption) *env 
 	leaves := ca.NewLeafCache(authority, 64)
 	e := &env{t: t, log: &lockedBuffer{}, clientCA: x509.NewCertPool()}
 	e.clientCA.AddCert(authority.Certificate())
+	e.caCert = authority.Certificate()
 
 	o := Options{
 		Logger: slog.New(slog.NewJSONHandler(io.MultiWriter(&suiteLog, e.log),
