@@ -355,18 +355,7 @@ func mustRun(t *testing.T, name string, args ...string) {
 }
 
 func runCode(name string, args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	if err != nil {
-		return -1, out.String(), err.Error()
-	}
-	return 0, out.String(), errb.String()
+	return testenv.RunCommand(exec.Command(name, args...))
 }
 
 func writeFile(t *testing.T, path, content string) {

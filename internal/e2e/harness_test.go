@@ -3,7 +3,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -155,17 +154,7 @@ func (w *world) cli(stdin string, args ...string) (int, string, string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, w.bin, append([]string{"--config", w.config}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		return exit.ExitCode(), out.String(), errb.String()
-	case err != nil:
-		return -1, out.String(), err.Error()
-	}
-	return 0, out.String(), errb.String()
+	return testenv.RunCommand(cmd)
 }
 
 // mustCLI runs the CLI and fails the test unless it exits 0 with stdout

@@ -3,11 +3,8 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/hermes-netd/hermes-netd/internal/testenv"
 	"github.com/hermes-netd/hermes-netd/internal/testenv/fakeapi"
 )
 
@@ -45,18 +43,8 @@ func (w *world) inSandbox(t *testing.T, env []string, name string, args ...strin
 	defer cancel()
 	cmd := w.env.SandboxCmd(ctx, name, args...)
 	cmd.Env = env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		r.code = -1
-		r.stderr += err.Error()
-	}
+	var r result
+	r.code, r.stdout, r.stderr = testenv.RunCommand(cmd)
 	if ctx.Err() != nil {
 		t.Fatalf("%s %q did not finish within %v", name, args, waitLimit)
 	}

@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,4 +116,21 @@ func LookupHost(host string) (netip.Addr, error) {
 	}
 	return netip.Addr{}, fmt.Errorf("resolving %s: not a fake site of the test topology "+
 		"(see testenv.Sites)", host)
+}
+
+// RunCommand runs cmd and returns its exit status and outputs; it sets
+// cmd.Stdout and cmd.Stderr. A command that cannot run, or that Wait reports
+// another error for, has status -1 and the error appended to its stderr.
+func RunCommand(cmd *exec.Cmd) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return exit.ExitCode(), out.String(), errb.String()
+	case err != nil:
+		return -1, out.String(), errb.String() + err.Error()
+	}
+	return 0, out.String(), errb.String()
 }
