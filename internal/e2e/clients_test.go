@@ -3,14 +3,12 @@
 package e2e_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
+	"github.com/hermes-netd/hermes-netd/internal/testenv"
 	"github.com/hermes-netd/hermes-netd/internal/testenv/fakeapi"
 )
 
@@ -30,36 +28,8 @@ func testNodeSDK(t *testing.T, w *world) {
 		t.Fatalf("node: exit %d: %s", r.code, r.stderr)
 	}
 
-	type line struct {
-		T      float64
-		Done   bool
-		Chunks int
-		Text   string
-	}
-	var lines []line
-	sc := bufio.NewScanner(strings.NewReader(r.stdout))
-	for sc.Scan() {
-		var l line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("node output line %q: %v", sc.Text(), err)
-		}
-		lines = append(lines, l)
-	}
-	// The role chunk, one chunk per piece, the finish chunk, then the summary.
-	if want := len(fakeapi.ReplyPieces) + 3; len(lines) != want {
-		t.Fatalf("node printed %d lines, want %d:\n%s", len(lines), want, r.stdout)
-	}
-	last := lines[len(lines)-1]
-	if !last.Done || last.Chunks != len(lines)-1 || last.Text != fakeapi.Reply {
-		t.Errorf("node summary %+v, want done, %d chunks, text %q", last, len(lines)-1,
-			fakeapi.Reply)
-	}
-	// The fake pauses DefaultChunkDelay after each chunk: chunks passed on one
-	// by one arrive spread over at least half of that per gap, while chunks
-	// held back by the proxy and delivered together would not be.
-	spread := time.Duration((lines[len(lines)-2].T - lines[0].T) * float64(time.Millisecond))
-	if min := fakeapi.DefaultChunkDelay / 2 * time.Duration(len(lines)-2); spread < min {
-		t.Errorf("chunks arrived within %v, want at least %v: not one by one", spread, min)
+	if err := testenv.CheckNodeStream(r.stdout); err != nil {
+		t.Error(err)
 	}
 	if req := w.wantInjected(t, fakeapi.OpenAI, mark); !req.Stream {
 		t.Errorf("the provider saw a request without stream: true")

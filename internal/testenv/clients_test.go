@@ -3,7 +3,6 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/hermes-netd/hermes-netd/internal/testenv/fakeapi"
 )
@@ -49,45 +46,8 @@ func TestPrivilegedRealClients(t *testing.T) {
 			return cmd
 		}
 
-		out := run(t, node(e.Key(fakeapi.OpenAI)))
-		type streamLine struct {
-			T      float64
-			Chunk  json.RawMessage
-			Done   bool
-			Chunks int
-			Text   string
-		}
-		var lines []streamLine
-		sc := bufio.NewScanner(strings.NewReader(out))
-		for sc.Scan() {
-			var line streamLine
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				t.Fatalf("line %q: %v", sc.Text(), err)
-			}
-			lines = append(lines, line)
-		}
-		// role chunk, one chunk per piece, finish chunk, then the summary.
-		if want := len(fakeapi.ReplyPieces) + 3; len(lines) != want {
-			t.Fatalf("%d lines, want %d:\n%s", len(lines), want, out)
-		}
-		last := lines[len(lines)-1]
-		if !last.Done || last.Chunks != len(lines)-1 {
-			t.Errorf("summary %+v, want done with %d chunks", last, len(lines)-1)
-		}
-		if diff := cmp.Diff(fakeapi.Reply, last.Text); diff != "" {
-			t.Errorf("streamed text (-want +got):\n%s", diff)
-		}
-		for i := 1; i < len(lines); i++ {
-			if lines[i].T < lines[i-1].T {
-				t.Errorf("line %d has an earlier timestamp than line %d", i, i-1)
-			}
-		}
-		// The server pauses DefaultChunkDelay after each chunk, so chunks
-		// that arrive one by one are spread over at least half of that per
-		// gap; chunks held back and delivered together would not be.
-		spread := time.Duration((lines[len(lines)-2].T - lines[0].T) * float64(time.Millisecond))
-		if min := fakeapi.DefaultChunkDelay / 2 * time.Duration(len(lines)-2); spread < min {
-			t.Errorf("chunks arrived within %v, want at least %v: not one by one", spread, min)
+		if err := CheckNodeStream(run(t, node(e.Key(fakeapi.OpenAI)))); err != nil {
+			t.Error(err)
 		}
 
 		cmd := node("")
