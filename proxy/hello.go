@@ -184,12 +184,18 @@ func looksLikeHTTP(buf []byte) bool {
 type replayConn struct {
 	net.Conn
 	pending []byte
+	sni     string // the server name the policy judged, for GetCertificate
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			// Drop the buffer: an emptied slice still holds all of it, for
+			// as long as the connection lives.
+			c.pending = nil
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)
