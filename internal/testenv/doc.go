@@ -17,5 +17,9 @@
 // way out of the sandbox leads to the fake internet. Close removes all of it,
 // also after a partial failure; CleanupStale removes what a killed run left.
 //
+// StartDaemon runs the `hermes-netd serve` under test and keeps its log,
+// RunCommand runs a command line for its exit status and outputs, and
+// CheckNodeStream checks what the suite's Node client printed.
+//
 // Everything here needs root.
 package testenv
