@@ -21,19 +21,7 @@ var errSNIChanged = errors.New("handshake SNI differs from the one the policy ju
 func (s *Server) intercept(c net.Conn, peeked []byte, sandbox string, o Origin,
 	sni string, prov *providers.Provider, deadline time.Time) {
 
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Negotiated with the client alone: the upstream side picks its own.
-		NextProtos: []string{"h2", "http/1.1"},
-		GetCertificate: func(chi *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if got, err := normalizeSNI(chi.ServerName); err != nil || got != sni {
-				return nil, fmt.Errorf("%w: policy saw %q, handshake %q",
-					errSNIChanged, sni, chi.ServerName)
-			}
-			return s.opts.Certs(sni)
-		},
-	}
-	tc := tls.Server(&replayConn{Conn: c, pending: peeked}, cfg)
+	tc := tls.Server(&replayConn{Conn: c, pending: peeked, sni: sni}, s.clientTLS)
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	err := tc.HandshakeContext(ctx)
@@ -50,6 +38,35 @@ func (s *Server) intercept(c net.Conn, peeked []byte, sandbox string, o Origin,
 	if !s.tlsConns.push(tc) {
 		s.connInfo.Delete(tc)
 		tc.Close()
+	}
+}
+
+// newClientTLS returns the one TLS config of every intercepted client
+// connection. Sharing it saves a config per connection, for as long as the
+// connection lives; the name each connection was judged for travels on its
+// replayConn, which GetCertificate sees as ClientHelloInfo.Conn.
+func (s *Server) newClientTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Negotiated with the client alone: the upstream side picks its own.
+		NextProtos: []string{"h2", "http/1.1"},
+		// A resumed session skips GetCertificate and so the check below, and
+		// a shared config would make tickets from one name usable on a
+		// connection for another. Per-connection configs never resumed
+		// either, since each had its own ticket keys.
+		SessionTicketsDisabled: true,
+		GetCertificate: func(chi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			rc, ok := chi.Conn.(*replayConn)
+			if !ok {
+				return nil, fmt.Errorf("%w: no policy decision for this connection",
+					errSNIChanged)
+			}
+			if got, err := normalizeSNI(chi.ServerName); err != nil || got != rc.sni {
+				return nil, fmt.Errorf("%w: policy saw %q, handshake %q",
+					errSNIChanged, rc.sni, chi.ServerName)
+			}
+			return s.opts.Certs(rc.sni)
+		},
 	}
 }
 

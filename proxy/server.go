@@ -117,6 +117,7 @@ type Server struct {
 
 	upstreams upstreams
 	rp        *httputil.ReverseProxy
+	clientTLS *tls.Config  // shared by every intercepted client connection
 	http      *http.Server // serves every terminated connection, h1 and h2
 	tlsConns  *connListener
 	connInfo  sync.Map // *tls.Conn -> *connInfo, until http.Server picks it up
@@ -156,6 +157,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.policy.Store(opts.Policy)
 	s.rp = s.newReverseProxy()
+	s.clientTLS = s.newClientTLS()
 	if err := s.startHTTP(); err != nil {
 		return nil, err
 	}
