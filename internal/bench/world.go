@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -58,24 +56,9 @@ type world struct {
 	trust     map[path]*x509.CertPool
 	trustFile map[path]string
 
-	daemon    *exec.Cmd
-	exited    chan error // the daemon's Wait result
-	daemonMu  sync.Mutex
-	daemonLog bytes.Buffer
-	pid       int
-	attached  bool
-}
-
-func (w *world) Write(p []byte) (int, error) {
-	w.daemonMu.Lock()
-	defer w.daemonMu.Unlock()
-	return w.daemonLog.Write(p)
-}
-
-func (w *world) log() string {
-	w.daemonMu.Lock()
-	defer w.daemonMu.Unlock()
-	return w.daemonLog.String()
+	daemon   *testenv.Daemon // nil while stopped
+	pid      int             // the daemon's, from its status
+	attached bool
 }
 
 // newWorld builds everything; on error what was made is already removed.
@@ -217,35 +200,17 @@ func (w *world) trustPEM(p path, pem []byte) error {
 // spawnDaemon starts `hermes-netd serve` in the host namespace and waits
 // until it serves.
 func (w *world) spawnDaemon(ctx context.Context) error {
-	w.daemon = exec.Command("nsenter", "--net="+w.env.Path(testenv.Host), w.bin,
+	cmd := exec.Command("nsenter", "--net="+w.env.Path(testenv.Host), w.bin,
 		"--config", w.config, "serve", "--bpf-pin-dir", w.pinDir)
-	w.daemon.Stderr = w
-	// The kernel kills the daemon if the bench dies (also by SIGKILL). The
-	// signal follows the thread that forked, so that thread is held for the
-	// daemon's life.
-	w.daemon.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	w.exited = make(chan error, 1)
-	go func(cmd *exec.Cmd, exited chan<- error) {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		exited <- cmd.Wait()
-	}(w.daemon, w.exited)
-	if err := <-started; err != nil {
-		w.daemon = nil
-		return fmt.Errorf("starting hermes-netd: %w", err)
+	// The kernel kills the daemon if the bench dies (also by SIGKILL);
+	// StartDaemon holds the forking thread for the daemon's life, which the
+	// signal needs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d, err := testenv.StartDaemon(ctx, cmd)
+	if err != nil {
+		return err
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(w.log(), "msg=Serving") {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("hermes-netd did not start within 15s:\n%s", w.log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	w.daemon = d
 	st, err := daemon.NewClient(w.socket, 0).Status(ctx)
 	if err != nil {
 		return fmt.Errorf("asking hermes-netd for its status: %w", err)
@@ -261,27 +226,16 @@ func (w *world) restartDaemon(ctx context.Context) error {
 	if err := w.stopDaemon(); err != nil {
 		return err
 	}
-	w.daemonMu.Lock()
-	w.daemonLog.Reset()
-	w.daemonMu.Unlock()
 	return w.spawnDaemon(ctx)
 }
 
-// stopDaemon sends SIGTERM and waits up to 5 s, then kills it.
+// stopDaemon sends SIGTERM and waits for the daemon to exit
+// (testenv.DaemonWaitLimit at most, then it is killed).
 func (w *world) stopDaemon() error {
-	if w.daemon == nil || w.daemon.Process == nil {
+	if w.daemon == nil {
 		return nil
 	}
-	w.daemon.Process.Signal(syscall.SIGTERM)
-	done := w.exited
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Second):
-		w.daemon.Process.Kill()
-		err = fmt.Errorf("hermes-netd did not stop within 5s of SIGTERM; killed")
-		<-done
-	}
+	err := w.daemon.Stop()
 	w.daemon = nil
 	return err
 }
@@ -293,13 +247,12 @@ func (w *world) counts() counts { return w.upstream.counts().add(w.slow.counts()
 func (w *world) cli(stdin string, args ...string) (string, error) {
 	cmd := exec.Command(w.bin, append([]string{"--config", w.config}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("hermes-netd %s: %w: %s", strings.Join(args, " "), err,
-			strings.TrimSpace(errb.String()))
+	code, out, errOut := testenv.RunCommand(cmd)
+	if code != 0 {
+		return "", fmt.Errorf("hermes-netd %s: exit status %d: %s", strings.Join(args, " "),
+			code, strings.TrimSpace(errOut))
 	}
-	return out.String(), nil
+	return out, nil
 }
 
 // setPath attaches the sandbox (through hermes-netd) or detaches it (direct
