@@ -75,7 +75,7 @@ func newWorld(ctx context.Context, logger *slog.Logger) (*world, error) {
 		logger:  logger,
 		dir:     env.TempDir(),
 		sandbox: env.Name(testenv.Sandbox),
-		pinDir:  filepath.Join("/sys/fs/bpf", testenv.Prefix+env.ID()),
+		pinDir:  env.PinDir(),
 	}
 	if err := w.build(ctx); err != nil {
 		return nil, errors.Join(err, w.close())

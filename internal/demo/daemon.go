@@ -73,7 +73,7 @@ func (d *demo) configure() error {
 	d.socket = filepath.Join(dir, "run", "netd.sock")
 	d.audit = filepath.Join(dir, "audit.jsonl")
 	d.hermesCA = filepath.Join(dir, "hermes-ca.pem")
-	d.pinDir = filepath.Join("/sys/fs/bpf", testenv.Prefix+d.env.ID())
+	d.pinDir = d.env.PinDir()
 	cfg := fmt.Sprintf(`state_dir: %[1]s/state
 secrets_dir: %[1]s/secrets
 socket: %[2]s

@@ -102,7 +102,7 @@ func newWorld(t *testing.T, mode string) *world {
 		goClient: goClient,
 		dir:      env.TempDir(),
 		sandbox:  env.Name(testenv.Sandbox),
-		pinDir:   filepath.Join("/sys/fs/bpf", testenv.Prefix+env.ID()),
+		pinDir:   env.PinDir(),
 	}
 	w.config = filepath.Join(w.dir, "netd.yaml")
 	w.socket = filepath.Join(w.dir, "run", "netd.sock")

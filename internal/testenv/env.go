@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/testenv/fakeapi"
 	"github.com/hermes-netd/hermes-netd/netsetup"
 )
@@ -178,6 +179,13 @@ func (e *Env) build() error {
 // removes the namespaces, the sandbox's /etc/netns directory and the
 // temporary files. It goes on after a failure and reports every error; a
 // second call returns the first call's result.
+// PinDir is the bpffs directory a daemon under test should pin its BPF
+// programs in (`serve --bpf-pin-dir`): unique to this run, and removed by
+// Close and by CleanupStale.
+func (e *Env) PinDir() string {
+	return filepath.Join(netsetup.BPFFSRoot, Prefix+e.id)
+}
+
 func (e *Env) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -202,6 +210,9 @@ func (e *Env) Close() error {
 	for i := len(e.created) - 1; i >= 0; i-- {
 		errs = append(errs, deleteNamespace(e.created[i]))
 	}
+	// The daemon under test pins its programs in PinDir; a daemon that was
+	// killed leaves them attached to the cgroup2 root, so they go here too.
+	errs = append(errs, bpf.Uninstall(e.PinDir()))
 	if e.madeEtc {
 		if err := os.RemoveAll(e.NetnsEtcDir()); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", e.NetnsEtcDir(), err))

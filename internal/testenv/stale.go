@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/netsetup"
 )
 
@@ -142,18 +143,23 @@ func CleanupStale() ([]string, error) {
 		}
 		removed = append(removed, dir)
 	}
-	tmps, _ := filepath.Glob(filepath.Join(os.TempDir(), Prefix+"*"))
-	for _, dir := range tmps {
-		id, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(dir), Prefix), "-")
-		if !ok || alive[id] || ownerAlive(id) {
-			continue
+	// Temp dirs are named Prefix+id+"-...", pin dirs Prefix+id.
+	sweep := func(pattern string, remove func(string) error) {
+		paths, _ := filepath.Glob(pattern)
+		for _, path := range paths {
+			id, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(path), Prefix), "-")
+			if id == "" || alive[id] || ownerAlive(id) {
+				continue
+			}
+			if err := remove(path); err != nil {
+				errs = append(errs, fmt.Errorf("removing %s: %w", path, err))
+				continue
+			}
+			removed = append(removed, path)
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))
-			continue
-		}
-		removed = append(removed, dir)
 	}
+	sweep(filepath.Join(os.TempDir(), Prefix+"*-*"), os.RemoveAll)
+	sweep(filepath.Join(netsetup.BPFFSRoot, Prefix+"*"), bpf.Uninstall)
 	owners, _ := os.ReadDir(ownerDir)
 	for _, ent := range owners {
 		if !ownerAlive(ent.Name()) {

@@ -19,7 +19,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 
+	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/testenv/fakeapi"
+	"github.com/hermes-netd/hermes-netd/netsetup"
 )
 
 func needRoot(t *testing.T) {
@@ -301,6 +303,10 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
+	// A daemon of the dead run that was killed left its programs pinned and
+	// attached to the cgroup2 root.
+	pins := filepath.Join(netsetup.BPFFSRoot, Prefix+deadID)
+	installDeadRunPins(t, pins)
 	owner := filepath.Join(ownerDir, deadID)
 	if err := os.WriteFile(owner, []byte("999999999 1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -312,11 +318,11 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 	}
 	// Another suite's CleanupStale may beat this one to some of the items.
 	for _, r := range removed {
-		if !slices.Contains([]string{name, etc, tmp}, r) {
+		if !slices.Contains([]string{name, etc, tmp, pins}, r) {
 			t.Errorf("CleanupStale removed %s, which is not of the dead run", r)
 		}
 	}
-	for _, p := range []string{filepath.Join("/var/run/netns", name), etc, tmp, owner} {
+	for _, p := range []string{filepath.Join("/var/run/netns", name), etc, tmp, owner, pins} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s remains after CleanupStale (stat: %v)", p, err)
 		}
@@ -326,4 +332,27 @@ func TestPrivilegedCleanupStale(t *testing.T) {
 			t.Errorf("live run's %s netns was touched: %v", r, err)
 		}
 	}
+}
+
+// installDeadRunPins installs the BPF programs into pins, as a daemon of a
+// dead run would have, and makes sure they are gone when the test ends.
+func installDeadRunPins(t *testing.T, pins string) {
+	t.Helper()
+	root, err := netsetup.Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netsetup.EnsureBPFFS(pins); err != nil {
+		t.Fatal(err)
+	}
+	r, err := bpf.Install(pins, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	t.Cleanup(func() {
+		if err := bpf.Uninstall(pins); err != nil {
+			t.Errorf("removing %s: %v", pins, err)
+		}
+	})
 }
