@@ -135,7 +135,7 @@ const idleConns = 500
 func BenchmarkIdleConnection(b *testing.B) {
 	for _, proto := range []string{"http/1.1", "h2"} {
 		b.Run(map[string]string{"http/1.1": "h1", "h2": "h2"}[proto], func(b *testing.B) {
-			e, _, _ := benchEnv(b)
+			e, up, _ := benchEnv(b)
 			caFile := filepath.Join(b.TempDir(), "ca.pem")
 			pemCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.caCert.Raw})
 			if err := os.WriteFile(caFile, pemCA, 0o600); err != nil {
@@ -143,7 +143,7 @@ func BenchmarkIdleConnection(b *testing.B) {
 			}
 			var mem, gor float64
 			for b.Loop() {
-				m, g := measureIdle(b, e.addr, caFile, proto)
+				m, g := measureIdle(b, e.addr, caFile, proto, up)
 				mem, gor = mem+m, gor+g
 			}
 			b.ReportMetric(mem/float64(b.N), "B/conn")
@@ -155,7 +155,7 @@ func BenchmarkIdleConnection(b *testing.B) {
 // measureIdle opens idleConns connections from a child process and returns
 // the growth of the heap and stacks in use, and of the goroutine count, per
 // connection.
-func measureIdle(b *testing.B, addr, caFile, proto string) (mem, goroutines float64) {
+func measureIdle(b *testing.B, addr, caFile, proto string, up *upstream) (mem, goroutines float64) {
 	before, g0 := inUse()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "PROXY_IDLE_CLIENT="+strings.Join(
@@ -179,6 +179,9 @@ func measureIdle(b *testing.B, addr, caFile, proto string) (mem, goroutines floa
 		b.Fatalf("idle client: %q, %v", line, err)
 	}
 	time.Sleep(100 * time.Millisecond) // let the last requests' handlers return
+	up.mu.Lock()
+	up.reqs = nil // the fake upstream's log of requests is not the proxy's memory
+	up.mu.Unlock()
 	after, g1 := inUse()
 	return float64(after-before) / idleConns, float64(g1-g0) / idleConns
 }
