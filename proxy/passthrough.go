@@ -63,7 +63,7 @@ func splice(client, up net.Conn, first []byte) (in, out int64, err error) {
 		wg   sync.WaitGroup
 		errs [2]error
 	)
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		n, err := up.Write(first)
@@ -75,12 +75,12 @@ func splice(client, up net.Conn, first []byte) (in, out int64, err error) {
 		}
 		errs[0] = finishHalf(up, client, err)
 	}()
-	go func() {
-		defer wg.Done()
-		var err error
-		out, err = io.Copy(client, up)
-		errs[1] = finishHalf(client, up, err)
-	}()
+
+	// The other direction runs on this goroutine, which would otherwise only
+	// wait: a spliced connection holds two goroutine stacks, not three.
+	var err1 error
+	out, err1 = io.Copy(client, up)
+	errs[1] = finishHalf(client, up, err1)
 	wg.Wait()
 	return in, out, errors.Join(errs[0], errs[1])
 }
