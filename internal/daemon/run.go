@@ -110,7 +110,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	defer kern.Close()
 
-	s := &service{cfg: cfg, path: o.ConfigPath, parts: parts, kern: kern,
+	s := &service{cfg: cfg, started: cfg, path: o.ConfigPath, parts: parts, kern: kern,
 		counters: counters, log: logger}
 	d, err := New(Options{
 		Kernel:    kern,

@@ -22,6 +22,11 @@ type service struct {
 	counters *audit.Counters
 	log      *slog.Logger
 
+	// started is the config the running pieces were built from; settings that
+	// only apply at start are compared with it, not with the last reload, so
+	// that a pending restart is reported by every reload until it happens.
+	started *config.Config
+
 	mu  sync.Mutex
 	cfg *config.Config
 }
@@ -88,16 +93,20 @@ func (s *service) reload(ctx context.Context) (ReloadResult, error) {
 		return ReloadResult{}, err
 	}
 
-	s.mu.Lock()
-	old := s.cfg
-	s.cfg = cfg
-	s.mu.Unlock()
-
-	restart := needsRestart(old, cfg)
+	restart := s.swap(cfg)
 	s.log.Info("Reloaded configuration", "config", s.source(),
 		"providers", len(policy.Catalog.All()), "rate_limited", policy.Limits != nil,
 		"needs_restart", restart)
 	return ReloadResult{Config: s.source(), NeedsRestart: restart}, nil
+}
+
+// swap makes cfg the current config and names the settings in which it differs
+// from the config the daemon was started with.
+func (s *service) swap(cfg *config.Config) []string {
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+	return needsRestart(s.started, cfg)
 }
 
 // needsRestart names the settings that differ and only apply at start.

@@ -55,3 +55,28 @@ func TestNeedsRestart(t *testing.T) {
 		t.Errorf("needsRestart(same) = %v, want none", got)
 	}
 }
+
+// A setting that needs a restart is reported by every reload until the
+// restart, not only by the first one after the change.
+func TestReloadKeepsReportingRestart(t *testing.T) {
+	start := config.Default()
+	s := &service{cfg: start, started: start}
+	changed := func() *config.Config {
+		c := config.Default()
+		c.Ports = []uint16{443, 8443}
+		c.Strict = true
+		return c
+	}
+	want := []string{"ports", "strict"}
+	for i := range 2 {
+		if diff := cmp.Diff(want, s.swap(changed())); diff != "" {
+			t.Errorf("reload %d: needs restart (-want +got):\n%s", i+1, diff)
+		}
+	}
+	if got := s.swap(config.Default()); len(got) != 0 {
+		t.Errorf("reload back to the started config: needs restart %v, want none", got)
+	}
+	if s.config().Strict || len(s.config().Ports) != 1 {
+		t.Errorf("current config = %+v, want the last one loaded", s.config())
+	}
+}
