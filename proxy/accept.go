@@ -10,9 +10,15 @@ import (
 	"time"
 )
 
-// DefaultMaxConnsPerSandbox is Options.MaxConnsPerSandbox when unset. A
-// proxied connection holds two descriptors (client and upstream), so the
-// default lets one sandbox hold about 2,000 of the daemon's.
+// DefaultMaxConnsPerSandbox is Options.MaxConnsPerSandbox when unset. Each
+// client connection holds one of the daemon's descriptors; a passthrough or
+// upgraded (websocket) connection holds one upstream descriptor besides, so
+// those come to at most twice the cap, 2,048 by default. Intercepted
+// requests do not get an upstream connection each: an HTTP/2 client
+// connection carries at most MaxConcurrentStreams requests at once, and all
+// requests share the pooled upstream connections, at most
+// Options.MaxUpstreamConnsPerHost (default 64) per destination and SNI across
+// every sandbox, with the rest waiting for one to come free.
 const DefaultMaxConnsPerSandbox = 1024
 
 // connLimit counts the open connections of each sandbox.

@@ -98,6 +98,15 @@ type Options struct {
 	// DefaultMaxConnsPerSandbox. Over the cap an accepted connection is closed
 	// at once and recorded as refused.
 	MaxConnsPerSandbox int
+	// MaxUpstreamConnsPerHost caps the upstream connections open at once to
+	// one (original destination, SNI) pair, shared by every sandbox; zero or
+	// less means DefaultMaxUpstreamConnsPerHost. It counts connections being
+	// dialed, in use and idle. A request that finds every connection busy
+	// waits for one to come free (or for its client to give up), so many
+	// HTTP/2 streams over few client connections cannot open an upstream
+	// connection each. Upgraded (websocket) connections leave the count once
+	// the upgrade succeeds; each holds a client connection of its own.
+	MaxUpstreamConnsPerHost int
 	// Resolve looks up a passthrough name's addresses for the destination
 	// check (Policy.UncheckedPassthrough); nil means
 	// net.DefaultResolver.LookupNetIP(ctx, "ip", host). Answers are cached for
@@ -105,6 +114,10 @@ type Options struct {
 	// the cache cannot follow them. Names pinned in Policy.Hosts never reach it.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
+
+// MaxConcurrentStreams is how many requests one HTTP/2 client connection may
+// have open at once; the proxy advertises it in its SETTINGS.
+const MaxConcurrentStreams = 100
 
 // Server is the interception proxy. One Server serves any number of
 // listeners, one per sandbox.
@@ -180,7 +193,14 @@ func (s *Server) startHTTP() error {
 			return ctx
 		},
 	}
-	if err := http2.ConfigureServer(hs, &http2.Server{IdleTimeout: s.opts.Timeouts.Idle}); err != nil {
+	h2 := &http2.Server{
+		IdleTimeout: s.opts.Timeouts.Idle,
+		// Set explicitly, not left to the library's default: with the
+		// per-sandbox connection cap it bounds the requests one sandbox can
+		// have in flight.
+		MaxConcurrentStreams: MaxConcurrentStreams,
+	}
+	if err := http2.ConfigureServer(hs, h2); err != nil {
 		return fmt.Errorf("configuring http2: %w", err)
 	}
 	s.http = hs

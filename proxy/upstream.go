@@ -97,6 +97,10 @@ type upstreams struct {
 // maxTransports bounds the pool map; providers resolve to few addresses.
 const maxTransports = 256
 
+// DefaultMaxUpstreamConnsPerHost is Options.MaxUpstreamConnsPerHost when
+// unset.
+const DefaultMaxUpstreamConnsPerHost = 64
+
 func (s *Server) transportFor(dst netip.AddrPort) *http.Transport {
 	u := &s.upstreams
 	u.mu.Lock()
@@ -132,6 +136,7 @@ func (s *Server) newTransport(dst netip.AddrPort) *http.Transport {
 		},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConnsPerHost:   16,
+		MaxConnsPerHost:       s.maxUpstreamConns(),
 		IdleConnTimeout:       s.opts.Timeouts.UpstreamIdle,
 		TLSHandshakeTimeout:   s.opts.Timeouts.Handshake,
 		ExpectContinueTimeout: time.Second,
@@ -140,6 +145,15 @@ func (s *Server) newTransport(dst netip.AddrPort) *http.Transport {
 		// No Proxy: the proxy talks to the original destination directly.
 		Proxy: nil,
 	}
+}
+
+// maxUpstreamConns is the per-(destination, SNI) cap on upstream
+// connections.
+func (s *Server) maxUpstreamConns() int {
+	if n := s.opts.MaxUpstreamConnsPerHost; n > 0 {
+		return n
+	}
+	return DefaultMaxUpstreamConnsPerHost
 }
 
 func (s *Server) closeUpstreams() {
