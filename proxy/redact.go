@@ -25,6 +25,10 @@ type redaction struct {
 	needles [][]byte
 	mask    byte
 	maxLen  int
+	// folded are the needles with ASCII letters lower-cased, for header
+	// names, which reach the proxy in whatever case the upstream's protocol
+	// and Go's canonicalisation left them.
+	folded []string
 }
 
 // maskCandidates are tried in order; the first byte that occurs in no needle
@@ -58,6 +62,7 @@ func newRedaction(forms ...string) *redaction {
 		if inner {
 			r.needles = append(r.needles, []byte(n))
 			r.maxLen = max(r.maxLen, len(n))
+			r.folded = append(r.folded, asciiLower(n))
 		}
 	}
 
@@ -181,13 +186,58 @@ func (r *redaction) maskString(s string) string {
 	return string(b)
 }
 
-// maskHeader masks every needle in h's values and names, in place.
+// maskName returns name with every needle masked whatever the case of its
+// letters, or name itself when it holds none. Go canonicalises header names
+// ("X-Abc") and HTTP/2 lower-cases them, so a key reflected into a name
+// comes back with its case changed; the whole matching run is masked.
+func (r *redaction) maskName(name string) string {
+	if !slices.ContainsFunc(r.folded, func(m string) bool { return len(m) <= len(name) }) {
+		return name // shorter than every needle: the usual case, no allocation
+	}
+	lower := asciiLower(name)
+	var out []byte
+	for end := 0; ; {
+		at, n := -1, 0
+		for _, m := range r.folded {
+			if i := strings.Index(lower[end:], m); i >= 0 &&
+				(at < 0 || i < at || (i == at && len(m) > n)) {
+				at, n = i, len(m)
+			}
+		}
+		if at < 0 {
+			break
+		}
+		if out == nil {
+			out = []byte(name)
+		}
+		end += at + n
+		r.fill(out[end-n : end])
+	}
+	if out == nil {
+		return name
+	}
+	return string(out)
+}
+
+// asciiLower lower-cases ASCII letters only, so byte offsets stay those of s.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// maskHeader masks every needle in h's values (exactly) and names (ignoring
+// case), in place.
 func (r *redaction) maskHeader(h map[string][]string) {
 	for name, vs := range h {
 		for i, v := range vs {
 			vs[i] = r.maskString(v)
 		}
-		if m := r.maskString(name); m != name {
+		if m := r.maskName(name); m != name {
 			delete(h, name)
 			h[m] = append(h[m], vs...)
 		}

@@ -355,3 +355,25 @@ func BenchmarkRedactingBody1MiB(b *testing.B) {
 
 // onlyReader hides WriterTo so that CopyBuffer really reads in 32 KiB steps.
 type onlyReader struct{ io.Reader }
+
+// A key reflected into a header name comes back with its case changed (Go
+// canonicalises names, HTTP/2 lower-cases them): names match ignoring case,
+// values exactly.
+func TestMaskHeaderNameIgnoresCase(t *testing.T) {
+	h := http.Header{
+		"X-Deadbeef":        {"1"},
+		"Deadbeef-Deadbeef": {"2"},
+		"X-Dead-Beef":       {"3"},
+		"X-Value":           {"DEADBEEF", "deadbeef"},
+	}
+	newRedaction("deadbeef").maskHeader(h)
+	want := http.Header{
+		"X-********":        {"1"},
+		"********-********": {"2"},
+		"X-Dead-Beef":       {"3"},
+		"X-Value":           {"DEADBEEF", "********"},
+	}
+	if diff := cmp.Diff(want, h); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+}
