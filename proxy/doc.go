@@ -62,11 +62,18 @@
 //
 // Two things the scan cannot see:
 //
-//   - Compressed bodies. Content-Encoding (gzip, br, deflate, zstd) is left as
-//     the client and the upstream negotiated it, and the scan works on the
-//     encoded bytes, so a compressed echo carries the key through unless the
-//     encoding happens to store it verbatim (then the mask makes the body fail
-//     to decode rather than leak).
+//   - Compressed bodies, by default. Content-Encoding (gzip, br, deflate,
+//     zstd) is left as the client and the upstream negotiated it, and the scan
+//     works on the encoded bytes, so a compressed echo carries the key through
+//     unless the encoding happens to store it verbatim (then the mask makes
+//     the body fail to decode rather than leak). The client chooses
+//     Accept-Encoding, so a sandbox can ask for this. Policy.IdentityEncoding
+//     (identity_encoding in the config) closes the gap: every intercepted
+//     request goes upstream with Accept-Encoding: identity, so bodies come
+//     back in the clear and are scanned, and a body compressed anyway is
+//     refused with a 502 instead of relayed. The cost is bandwidth: large
+//     responses travel uncompressed between provider and host (the sandbox
+//     gets them uncompressed too).
 //   - Websocket frames (and any other protocol after a 101 Switching
 //     Protocols). The 101's headers are masked; the frames are relayed as they
 //     are, since masking inside them would need a frame parser per protocol.

@@ -50,6 +50,16 @@ type Policy struct {
 	// HTTP/2 connections already open. A reload brings a new Limiter, whose
 	// buckets start full.
 	Limits *ratelimit.Limiter
+	// IdentityEncoding asks every intercepted upstream for uncompressed
+	// responses (Accept-Encoding: identity), so that the credential scan sees
+	// every body in the clear; an upstream that answers with a body in
+	// another Content-Encoding anyway is refused (502), not relayed unscanned.
+	// It costs bandwidth on large responses. False (the default) leaves
+	// compression as client and upstream negotiate it, and a compressed body
+	// is relayed without the scan seeing the key in it (see the package
+	// documentation). Like Limits, it is read from the current policy on every
+	// request, so a reload applies to connections already open.
+	IdentityEncoding bool
 }
 
 // Action is what the proxy does with a connection.

@@ -251,7 +251,8 @@ func (r *redaction) maskHeader(h map[string][]string) {
 //
 // TODO: frames after a 101 (websockets) and compressed bodies are relayed
 // unscanned: masking them needs a frame parser, or decoding and re-encoding
-// the body, which this does not attempt. doc.go states the limitation.
+// the body, which this does not attempt. doc.go states the limitation;
+// Policy.IdentityEncoding keeps bodies uncompressed instead.
 func (r *redaction) redactResponse(resp *http.Response) {
 	r.maskHeader(resp.Header)
 	if resp.StatusCode == http.StatusSwitchingProtocols ||

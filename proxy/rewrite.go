@@ -25,6 +25,7 @@ type reqState struct {
 	info     *connInfo
 	key      secrets.Key
 	redact   *redaction // every form of key sent upstream; nil when none
+	identity bool       // Accept-Encoding: identity was sent upstream
 	decision string
 	reason   string
 }
@@ -129,6 +130,14 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 				header = p.Form.Header
 			}
 			st.redact = newRedaction(credentialForms(pr.Out, header, st.key.Reveal())...)
+
+			// The scan cannot read a compressed body; when the policy says
+			// so, ask for none (the transport adds no Accept-Encoding of its
+			// own: DisableCompression).
+			if s.policy.Load().IdentityEncoding {
+				pr.Out.Header.Set("Accept-Encoding", "identity")
+				st.identity = true
+			}
 		},
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			st := r.Context().Value(reqStateKey{}).(*reqState)
@@ -149,6 +158,11 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			// not hand the key to the sandbox.
 			if resp.Request != nil {
 				st, _ := resp.Request.Context().Value(reqStateKey{}).(*reqState)
+				if st != nil && st.identity {
+					if err := checkIdentity(resp); err != nil {
+						return err // ErrorHandler answers 502; nothing is relayed
+					}
+				}
 				if st != nil && st.redact != nil {
 					st.redact.redactResponse(resp)
 				}
@@ -164,6 +178,27 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		// reach upstreamError or end in an abort that logRequest records.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
+}
+
+// checkIdentity refuses a response with a body in a Content-Encoding other
+// than identity, after identity alone was asked for: the credential scan
+// could not see into it. ReverseProxy closes the body of a refused response.
+func checkIdentity(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols ||
+		resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 {
+		return nil
+	}
+	for _, v := range resp.Header.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			// The value is not quoted: it came from the upstream.
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return errors.New("response body is compressed (Content-Encoding) although " +
+					"only identity was accepted (identity_encoding), so it cannot be " +
+					"scanned for the credential; refused")
+			}
+		}
+	}
+	return nil
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
