@@ -51,6 +51,14 @@ type Config struct {
 	// passthrough check: a name listed here is checked against these
 	// addresses and not looked up in DNS. Addresses are stored unmapped.
 	Hosts map[string][]netip.Addr
+	// IdentityEncoding sends every intercepted request upstream with
+	// Accept-Encoding: identity, so that every response body comes back
+	// uncompressed and is scanned for the credential (a body compressed
+	// anyway is refused with 502). Default false: compression stays as client
+	// and upstream negotiate it, and a compressed echo of the key is not
+	// masked. True closes that gap at the cost of bandwidth. A reload applies
+	// it to the next request, also on connections already open.
+	IdentityEncoding bool
 	// MaxConnectionsPerSandbox caps the connections open at once from one
 	// sandbox; over it a new connection is refused. Default 1024; 0 in the
 	// file means the default.

@@ -39,6 +39,7 @@ func TestExampleLoads(t *testing.T) {
 		PassthroughCheck: true,
 		Hosts: map[string][]netip.Addr{"files.pythonhosted.org": {
 			netip.MustParseAddr("151.101.0.223"), netip.MustParseAddr("2a04:4e42::223")}},
+		IdentityEncoding:         false,
 		MaxConnectionsPerSandbox: 1024,
 		Providers: map[string]ProviderConfig{
 			"openai": {Key: "openai-team"},
@@ -75,6 +76,23 @@ func TestExampleLoads(t *testing.T) {
 	if diff := cmp.Diff(want, c,
 		cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})); diff != "" {
 		t.Errorf("example config (-want +got):\n%s", diff)
+	}
+
+	// identity_encoding is shown at its default; the line must be live, not
+	// a comment, so that flipping it takes effect.
+	data, err := os.ReadFile("testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := strings.Replace(string(data), "\nidentity_encoding: false\n",
+		"\nidentity_encoding: true\n", 1)
+	if flipped == string(data) {
+		t.Fatal("example.yaml has no \"identity_encoding: false\" line")
+	}
+	if c, err := Parse([]byte(flipped), "flipped.yaml"); err != nil {
+		t.Errorf("example with identity_encoding: true: %v", err)
+	} else if !c.IdentityEncoding {
+		t.Error("example with identity_encoding: true loads IdentityEncoding false")
 	}
 
 	cat, err := c.Catalog()
@@ -257,6 +275,8 @@ func TestErrors(t *testing.T) {
 			[]string{"bad.yaml:2:", "is not a list"}},
 		{"passthrough_check type", "passthrough_check: yes please\n",
 			[]string{"bad.yaml:1:", "true or false"}},
+		{"identity_encoding type", "identity_encoding: gzip\n",
+			[]string{"bad.yaml:1:", "true or false"}},
 		{"negative max connections", "max_connections_per_sandbox: -1\n",
 			[]string{"bad.yaml:1: max_connections_per_sandbox: -1 is negative"}},
 		{"max connections not a number", "max_connections_per_sandbox: lots\n",
@@ -306,6 +326,8 @@ func TestPassthroughCheckHostsAndConnCap(t *testing.T) {
 		set  func(c *Config)
 	}{
 		{"passthrough_check: false\n", func(c *Config) { c.PassthroughCheck = false }},
+		{"identity_encoding: true\n", func(c *Config) { c.IdentityEncoding = true }},
+		{"identity_encoding: false\n", func(*Config) {}},
 		{"max_connections_per_sandbox: 0\n", func(*Config) {}},
 		{"max_connections_per_sandbox: 50\n",
 			func(c *Config) { c.MaxConnectionsPerSandbox = 50 }},

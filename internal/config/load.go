@@ -28,6 +28,7 @@ type file struct {
 	Passthrough        []string                  `yaml:"passthrough"`
 	PassthroughCheck   bool                      `yaml:"passthrough_check"`
 	Hosts              map[string][]string       `yaml:"hosts"`
+	IdentityEncoding   bool                      `yaml:"identity_encoding"`
 	MaxConnsPerSandbox int                       `yaml:"max_connections_per_sandbox"`
 	Providers          map[string]ProviderConfig `yaml:"providers"`
 	UpstreamCAFiles    []string                  `yaml:"upstream_ca_files"`

@@ -124,6 +124,7 @@ func (v *validator) build(f *file) *Config {
 	c.Passthrough = f.Passthrough
 	c.PassthroughCheck = f.PassthroughCheck
 	c.Hosts = v.hosts(f.Hosts)
+	c.IdentityEncoding = f.IdentityEncoding
 	c.MaxConnectionsPerSandbox = v.maxConns(f.MaxConnsPerSandbox)
 	v.rateLimits(&c.RateLimits, cat)
 	return c
