@@ -57,11 +57,13 @@ func newAttachCmd(g *globals) *cobra.Command {
 
 func newDetachCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "detach NETNS",
+		Use:   "detach NETNS|cookie:N",
 		Short: "Stop intercepting a network namespace (idempotent)",
 		Long: "Detach asks the running daemon to stop intercepting NETNS and to remove " +
-			"its\nredirect. Detaching a namespace that is not attached, or no longer " +
-			"exists,\nsucceeds.",
+			"its\nredirect. NETNS is resolved to the namespace it names now. When it names " +
+			"none\nany more and several namespaces were attached under it, pick one by the " +
+			"cookie\n`hermes-netd status` shows: detach cookie:N. Detaching a namespace that " +
+			"is not\nattached, or no longer exists, succeeds.",
 		Args: exactArgs("NETNS"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := g.client()
@@ -73,7 +75,11 @@ func newDetachCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if res.WasAttached {
-				fmt.Fprintf(g.stdout, "detached %s\n", res.Netns)
+				if res.Cookie != 0 {
+					fmt.Fprintf(g.stdout, "detached %s (cookie %d)\n", res.Netns, res.Cookie)
+				} else {
+					fmt.Fprintf(g.stdout, "detached %s\n", res.Netns)
+				}
 			} else {
 				fmt.Fprintf(g.stdout, "%s was not attached\n", res.Netns)
 			}
@@ -180,6 +186,10 @@ func printStatus(w io.Writer, st daemon.Status) error {
 	}
 	for _, r := range st.Kept {
 		fmt.Fprintf(tw, "%s\t%d\t(not served: could not re-attach, see the log)\t\t\t%s\n",
+			r.Spec, r.Cookie, r.Since.Format(time.RFC3339))
+	}
+	for _, r := range st.Retired {
+		fmt.Fprintf(tw, "%s\t%d\t(retired: nothing visible holds it; refused, not served)\t\t\t%s\n",
 			r.Spec, r.Cookie, r.Since.Format(time.RFC3339))
 	}
 	tw.Flush()

@@ -37,6 +37,8 @@ type Attachment struct {
 // DetachResult answers a detach.
 type DetachResult struct {
 	Netns string `json:"netns"`
+	// Cookie is the netns cookie of what was detached.
+	Cookie uint64 `json:"cookie,omitempty"`
 	// WasAttached is false when there was nothing to detach (detach is idempotent).
 	WasAttached bool `json:"was_attached"`
 }
@@ -69,7 +71,11 @@ type Status struct {
 	Attached   []Attachment `json:"attached"`
 	// Kept are state records that could not be attached again at start for a
 	// reason other than the namespace being gone; see the daemon's log.
-	Kept      []Record         `json:"kept,omitempty"`
+	Kept []Record `json:"kept,omitempty"`
+	// Retired are namespaces the daemon stopped serving when nothing it could
+	// see held them any more; their redirect stays (fail closed). Detach one
+	// with "cookie:N" to drop its redirect entry.
+	Retired   []Record         `json:"retired,omitempty"`
 	Providers []ProviderStatus `json:"providers"`
 	Counters  audit.Snapshot   `json:"counters"`
 }

@@ -91,7 +91,15 @@ type Options struct {
 	// /proc/1/ns/net), which is never attached either: it is the host's own
 	// network, not a sandbox. 0 skips the check.
 	InitNetns uint64
+	// NetnsCapacity is how many namespace cookies the redirect can hold
+	// (attached plus retired); DefaultNetnsCapacity when 0. Retired cookies
+	// are dropped, oldest first, once they would fill more than three quarters.
+	NetnsCapacity int
 }
+
+// DefaultNetnsCapacity is the size of the BPF redirect's namespace map
+// (HERMES_MAX_NETNS in bpf/hermes.h).
+const DefaultNetnsCapacity = 16384
 
 // Daemon keeps the set of attached namespaces. Its methods are safe for
 // concurrent use.
@@ -100,12 +108,16 @@ type Daemon struct {
 	log     *slog.Logger
 	started time.Time
 
-	mu       sync.Mutex
-	attached map[uint64]*attachment // by namespace inode
+	mu sync.Mutex
+	// attached is keyed by netns cookie: unlike a spec (a name can be deleted
+	// and made again, a pid reused) a cookie names one namespace for good.
+	attached map[uint64]*attachment
 	// kept are state records that could not be taken back for a reason other
 	// than the namespace being gone; they stay in the state file for the next start.
-	kept   []Record
-	closed bool
+	kept []Record
+	// retired are namespaces judged gone without an explicit detach; see retire.
+	retired []Record
+	closed  bool
 }
 
 type attachment struct {
@@ -130,6 +142,9 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.NetnsCapacity <= 0 {
+		opts.NetnsCapacity = DefaultNetnsCapacity
+	}
 	return &Daemon{
 		opts:     opts,
 		log:      opts.Logger,
@@ -145,6 +160,10 @@ func (d *Daemon) Attach(ctx context.Context, spec string) (Attachment, error) {
 	defer d.mu.Unlock()
 	if d.closed {
 		return Attachment{}, errors.New("daemon is shutting down")
+	}
+	if _, ok := parseCookieSpec(spec); ok {
+		return Attachment{}, fmt.Errorf("%w: cannot attach %s: cookie:N only picks an "+
+			"attachment to detach; attach by name, path or pid:N", ErrBadRequest, spec)
 	}
 
 	ns, err := d.opts.Kernel.Open(spec)
@@ -163,7 +182,12 @@ func (d *Daemon) Attach(ctx context.Context, spec string) (Attachment, error) {
 			"initial network namespace, not a sandbox's; attach the sandbox's "+
 			"namespace instead", ErrBadRequest, spec)
 	}
-	if a, ok := d.attached[ns.Inode()]; ok {
+	cookie, err := ns.Cookie()
+	if err != nil {
+		ns.Close()
+		return Attachment{}, fmt.Errorf("attaching %s: %w", spec, err)
+	}
+	if a, ok := d.attached[cookie]; ok {
 		ns.Close()
 		st := a.status(d.opts.Counters)
 		st.Existing = true
@@ -175,7 +199,7 @@ func (d *Daemon) Attach(ctx context.Context, spec string) (Attachment, error) {
 		ns.Close()
 		return Attachment{}, err
 	}
-	d.dropKept(a.rec.Spec)
+	d.dropRecords(a.rec.Cookie)
 	if err := d.save(); err != nil {
 		d.log.Error("Saving state", "error", err)
 	}
@@ -221,7 +245,9 @@ func (d *Daemon) attach(ns Namespace, since time.Time) (*attachment, error) {
 		a.served.Add(1)
 		go d.serve(a, ln)
 	}
-	d.attached[a.rec.Inode] = a
+	d.attached[a.rec.Cookie] = a
+	d.dropReusedInode(a.rec)
+	d.gcRetired()
 	return a, nil
 }
 
@@ -277,32 +303,77 @@ func (d *Daemon) serve(a *attachment, ln net.Listener) {
 	}
 }
 
-// Detach detaches the namespace named by spec. Detaching what is not attached
+// Detach detaches the namespace spec names now, found by its cookie. When spec
+// opens nothing any more, it detaches the one attachment (or kept or retired
+// record) made under that spec; if there are several it refuses and lists
+// their cookies, to be detached as "cookie:N". Detaching what is not attached
 // (or no longer exists) succeeds with WasAttached false.
 func (d *Daemon) Detach(ctx context.Context, spec string) (DetachResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
-	a := d.find(spec)
-	if a == nil && d.isKept(spec) {
-		return d.forgetKept(spec)
+	if cookie, ok := parseCookieSpec(spec); ok {
+		return d.detachCookie(spec, cookie)
 	}
-	if a == nil {
-		// Another spec of an attached namespace (a name for a pid:N, ...)?
-		ns, err := d.opts.Kernel.Open(spec)
-		if errors.Is(err, ErrNoNamespace) {
-			return DetachResult{Netns: spec}, nil
-		}
-		if err != nil {
-			return DetachResult{}, err
-		}
-		a = d.attached[ns.Inode()]
+	ns, err := d.opts.Kernel.Open(spec)
+	if err == nil {
+		cookie, cerr := ns.Cookie()
 		ns.Close()
-		if a == nil {
-			return DetachResult{Netns: spec}, nil
+		if cerr != nil {
+			return DetachResult{}, fmt.Errorf("detaching %s: %w", spec, cerr)
+		}
+		return d.detachCookie(spec, cookie)
+	}
+	byRecordOnly := !errors.Is(err, ErrNoNamespace)
+
+	// The spec names nothing now (or cannot be opened): act on what was
+	// attached under it, if that is unambiguous.
+	var cookies []uint64
+	if !byRecordOnly {
+		for c, a := range d.attached {
+			if a.rec.Spec == spec {
+				cookies = append(cookies, c)
+			}
 		}
 	}
+	lists := [][]Record{d.kept, d.retired}
+	if byRecordOnly {
+		lists = lists[:1] // kept records are the ones that may not open
+	}
+	for _, recs := range lists {
+		for _, r := range recs {
+			if r.Spec == spec {
+				cookies = append(cookies, r.Cookie)
+			}
+		}
+	}
+	slices.Sort(cookies)
+	cookies = slices.Compact(cookies)
+	switch {
+	case len(cookies) == 1:
+		return d.detachCookie(spec, cookies[0])
+	case len(cookies) > 1:
+		list := make([]string, len(cookies))
+		for i, c := range cookies {
+			list[i] = strconv.FormatUint(c, 10)
+		}
+		return DetachResult{}, fmt.Errorf("%w: %s names no namespace now, and %d "+
+			"namespaces were attached under that name (cookies %s); detach one with "+
+			"`hermes-netd detach cookie:%d` (see `hermes-netd status` for which is which)",
+			ErrBadRequest, spec, len(cookies), strings.Join(list, ", "), cookies[0])
+	case byRecordOnly:
+		return DetachResult{}, err
+	}
+	return DetachResult{Netns: spec}, nil
+}
 
+// detachCookie detaches the attachment, kept or retired record with cookie.
+// d.mu is held.
+func (d *Daemon) detachCookie(spec string, cookie uint64) (DetachResult, error) {
+	a := d.attached[cookie]
+	if a == nil {
+		return d.forgetRecord(spec, cookie)
+	}
 	err := d.detach(a)
 	if serr := d.save(); serr != nil {
 		d.log.Error("Saving state", "error", serr)
@@ -311,7 +382,17 @@ func (d *Daemon) Detach(ctx context.Context, spec string) (DetachResult, error) 
 		return DetachResult{}, err
 	}
 	d.log.Info("Detached", "netns", a.rec.Spec, "cookie", a.rec.Cookie)
-	return DetachResult{Netns: a.rec.Spec, WasAttached: true}, nil
+	return DetachResult{Netns: a.rec.Spec, Cookie: cookie, WasAttached: true}, nil
+}
+
+// parseCookieSpec reads "cookie:N".
+func parseCookieSpec(spec string) (uint64, bool) {
+	v, ok := strings.CutPrefix(spec, "cookie:")
+	if !ok {
+		return 0, false
+	}
+	c, err := strconv.ParseUint(v, 10, 64)
+	return c, err == nil && c != 0
 }
 
 // detach stops serving a, removes its redirect and forgets it. d.mu is held.
@@ -325,19 +406,9 @@ func (d *Daemon) detach(a *attachment) error {
 		// at the closed listeners, so the sandbox fails closed until a retry.
 		return fmt.Errorf("detaching %s: %w", a.rec.Spec, err)
 	}
-	delete(d.attached, a.rec.Inode)
+	delete(d.attached, a.rec.Cookie)
 	a.served.Wait()
 	return a.ns.Close()
-}
-
-// find returns the attachment made with exactly spec, or nil. d.mu is held.
-func (d *Daemon) find(spec string) *attachment {
-	for _, a := range d.attached {
-		if a.rec.Spec == spec {
-			return a
-		}
-	}
-	return nil
 }
 
 // Attachments returns the attached namespaces, sorted by spec.
@@ -362,6 +433,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	}
 	d.mu.Lock()
 	st.Kept = slices.Clone(d.kept)
+	st.Retired = slices.Clone(d.retired)
 	d.mu.Unlock()
 	if d.opts.Fill != nil {
 		d.opts.Fill(&st)
