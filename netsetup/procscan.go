@@ -14,9 +14,14 @@ import (
 // A network namespace lives as long as anything holds it: a process or thread
 // that has it as its network namespace, a bind mount of it (`ip netns add`), an
 // open file descriptor of it, or a socket made inside it. Only the first two
-// can make new traffic in it, and only they can be found from outside, so they
-// are what FindByInode and InUse look for. A namespace whose name (or pid:N
-// process) is gone may still be very much in use by other processes.
+// can be found from outside, so they are what FindByInode and InUse look for.
+// That is not everything that can make traffic: a socket made inside the
+// namespace can still connect (a process may make one, then unshare into a new
+// namespace and keep it), and a file descriptor of it can be entered again with
+// setns. So "not in use" here means "no holder found", never "freed": callers
+// keep a namespace's redirect until they know it is gone. A namespace whose
+// name (or pid:N process) is gone may still be very much in use by other
+// processes.
 //
 // Identity is the nsfs inode, as readlink(/proc/PID/ns/net) prints it
 // ("net:[4026532281]"): all network namespaces live on the one nsfs instance,
@@ -61,10 +66,10 @@ func FindByInode(ino uint64) (*NS, error) {
 }
 
 // InUse reports whether the network namespace with nsfs inode ino is still the
-// namespace of a process or thread, or bind-mounted, so that traffic can still
-// be made in it. It scans until the first holder, so a namespace in use is
-// usually answered after a few entries; a namespace that is gone costs one pass
-// over /proc.
+// namespace of a process or thread, or bind-mounted. False does not mean no
+// traffic can be made in it any more: see above. It scans until the first
+// holder, so a namespace in use is usually answered after a few entries; a
+// namespace that is gone costs one pass over /proc.
 func InUse(ino uint64) (bool, error) {
 	ok, err := procScan{root: "/proc"}.find(ino, func(string) bool { return true })
 	if err != nil {
