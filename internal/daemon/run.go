@@ -285,6 +285,7 @@ func policyOf(cfg *config.Config) (*proxy.Policy, error) {
 
 		Hosts:                cfg.Hosts,
 		UncheckedPassthrough: !cfg.PassthroughCheck,
+		IdentityEncoding:     cfg.IdentityEncoding,
 	}, nil
 }
 
