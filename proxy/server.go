@@ -32,6 +32,11 @@ type Origin struct {
 type Sandbox struct {
 	// Name identifies the sandbox in records, usually its netns spec.
 	Name string
+	// ID, when set, tells apart sandboxes that share a Name (a netns name made
+	// again, a pid reused): the per-sandbox connection cap counts by ID, so
+	// two namespaces never share one cap. Empty means Name. The daemon sets
+	// it to the namespace's netns cookie.
+	ID string
 	// Origin returns the original destination of an accepted connection. An
 	// error refuses the connection, and the record says why. Required.
 	Origin func(net.Conn) (Origin, error)
@@ -220,6 +225,14 @@ func (s *Server) SetPolicy(p *Policy) error {
 	return nil
 }
 
+// key is what the per-sandbox connection cap counts by: ID, else Name.
+func (sb Sandbox) key() string {
+	if sb.ID != "" {
+		return sb.ID
+	}
+	return sb.Name
+}
+
 // Serve accepts connections on ln until ln is closed or Shutdown is called,
 // and handles each as coming from sb. It returns nil after Shutdown; when the
 // caller closes ln (a detach), the error wraps net.ErrClosed. Connections
@@ -251,7 +264,7 @@ func (s *Server) Serve(ln net.Listener, sb Sandbox) error {
 		// Over the cap the connection is closed at once, and the loop goes on
 		// draining the backlog: blocking here would stall the sandbox's other
 		// clients, and the refused ones would sit in the backlog holding fds.
-		release, ok := s.conns.acquire(sb.Name)
+		release, ok := s.conns.acquire(sb.key())
 		if !ok {
 			s.refuse(c, sb.Name, Origin{}, "", fmt.Sprintf(
 				"sandbox connection limit %d reached", s.conns.max))
