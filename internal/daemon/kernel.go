@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 
 	"github.com/hermes-netd/hermes-netd/internal/config"
 	"github.com/hermes-netd/hermes-netd/internal/redirect"
@@ -118,6 +119,8 @@ type proxyAdapter struct {
 func (p proxyAdapter) Serve(ln net.Listener, sandbox string, cookie uint64) error {
 	return p.srv.Serve(ln, proxy.Sandbox{
 		Name: sandbox,
+		// A spec can name two namespaces in turn; the cookie never does.
+		ID: strconv.FormatUint(cookie, 10),
 		Origin: func(c net.Conn) (proxy.Origin, error) {
 			o, err := p.kern.r.Origin(c, cookie)
 			if err != nil {
