@@ -186,31 +186,12 @@ func (p procScan) nsfsMounts(mountinfo string, ino uint64) ([]string, error) {
 		if len(fields) < 5 || fields[3] != want {
 			continue
 		}
-		out = append(out, unescapeMount(fields[4]))
+		out = append(out, unescapeOctal(fields[4]))
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", mountinfo, err)
 	}
 	return out, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // linkInode reads a /proc namespace link ("net:[4026532281]") and returns its
