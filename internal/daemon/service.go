@@ -92,6 +92,12 @@ func (s *service) reload(ctx context.Context) (ReloadResult, error) {
 	if err := s.parts.proxy.SetPolicy(policy); err != nil {
 		return ReloadResult{}, err
 	}
+	// The watch sees most key changes by itself, but not all (a secrets
+	// directory replaced as a whole loses its watch): a reload rescans.
+	if err := s.parts.keys.Reload(); err != nil {
+		s.log.Warn("Secrets reload refused; keeping the last good keys",
+			"dir", s.parts.keys.Dir(), "error", err)
+	}
 
 	restart := s.swap(cfg)
 	s.log.Info("Reloaded configuration", "config", s.source(),

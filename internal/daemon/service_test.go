@@ -3,8 +3,13 @@
 package daemon
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -12,6 +17,7 @@ import (
 	"github.com/hermes-netd/hermes-netd/internal/config"
 	"github.com/hermes-netd/hermes-netd/internal/providers"
 	"github.com/hermes-netd/hermes-netd/internal/secrets"
+	"github.com/hermes-netd/hermes-netd/proxy"
 )
 
 func TestProviderStatus(t *testing.T) {
@@ -78,5 +84,56 @@ func TestReloadKeepsReportingRestart(t *testing.T) {
 	}
 	if s.config().Strict || len(s.config().Ports) != 1 {
 		t.Errorf("current config = %+v, want the last one loaded", s.config())
+	}
+}
+
+// A reload rescans the secrets directory, so a key the watch missed (no watch
+// runs here) is picked up by `hermes-netd reload`.
+func TestReloadRescansSecrets(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: secrets must be root-owned")
+	}
+	dir := t.TempDir()
+	keysDir := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(keysDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "netd.yaml")
+	if err := os.WriteFile(cfgPath, []byte("secrets_dir: "+keysDir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	keys, err := secrets.Open(keysDir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := policyOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(proxy.Options{Logger: logger, Policy: policy, Keys: keys.Get,
+		Certs: func(string) (*tls.Certificate, error) { return nil, errors.New("unused") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{path: cfgPath, parts: &parts{keys: keys, proxy: srv}, log: logger,
+		cfg: cfg, started: cfg}
+
+	if err := os.WriteFile(filepath.Join(keysDir, "openai.key"),
+		[]byte("sk-reload-test-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Get("openai"); err == nil {
+		t.Fatal("key visible before the reload: the test proves nothing")
+	}
+	if _, err := s.reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Get("openai"); err != nil {
+		t.Errorf("after reload: %v, want the key loaded", err)
 	}
 }
