@@ -43,7 +43,7 @@ fuzz: ## Fuzz the ClientHello reader for 60 seconds
 	$(GO) test -run '^$$' -fuzz FuzzReadClientHello -fuzztime 60s ./proxy/
 
 .PHONY: demo
-demo: build ## Run the built-in demo: a sandbox gets its key injected by hermes-netd (root)
+demo: deps build ## Install what is missing, then run the built-in demo: a sandbox gets its key injected (root)
 	$(GO) run ./internal/demo
 
 .PHONY: bench
