@@ -18,17 +18,27 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Each event must reach the client before the upstream sends the next: the
-// upstream waits for the test to have read one before writing another, so
-// any buffering in the proxy deadlocks the test.
+// Each event must reach the client before the upstream sends the next.
 func TestSSEEventsArriveOneByOne(t *testing.T) {
+	var events []string
+	for i := range 5 {
+		events = append(events, fmt.Sprintf("data: event %d\n\n", i))
+	}
+	checkEventsOneByOne(t, events, events)
+}
+
+// checkEventsOneByOne serves events from an upstream that writes each one only
+// after the client has read the one before, so any buffering in the proxy
+// deadlocks the test, and checks that the client reads want, event by event,
+// over HTTP/1.1 and HTTP/2.
+func checkEventsOneByOne(t *testing.T, events, want []string) {
+	t.Helper()
 	tca := newTestCA(t)
-	const events = 5
 	readOne := make(chan struct{})
 	up := newUpstream(t, tca, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
-		for i := range events {
-			fmt.Fprintf(w, "data: event %d\n\n", i)
+		for _, ev := range events {
+			io.WriteString(w, ev)
 			w.(http.Flusher).Flush()
 			select {
 			case <-readOne:
@@ -54,10 +64,10 @@ func TestSSEEventsArriveOneByOne(t *testing.T) {
 			if err != nil {
 				t.Fatalf("h2=%v: event %d: %v (held back by the proxy?)", h2, i, err)
 			}
-			if want := fmt.Sprintf("data: event %d\n", i); line != want {
-				t.Fatalf("h2=%v: got %q, want %q", h2, line, want)
+			blank, _ := br.ReadString('\n')
+			if got := line + blank; got != want[i] {
+				t.Fatalf("h2=%v: event %d: got %q, want %q", h2, i, got, want[i])
 			}
-			br.ReadString('\n')
 			readOne <- struct{}{}
 		}
 		resp.Body.Close()
