@@ -10,11 +10,12 @@ import (
 // Attribute keys the audit trail relies on. They are the proxy's record keys
 // (proxy/logkeys.go); the daemon's tests check that both spell them alike.
 const (
-	KeySandbox  = "sandbox"
-	KeyProvider = "provider"
-	KeyMethod   = "method"
-	KeyDecision = "decision"
-	KeyReason   = "reason"
+	KeySandbox   = "sandbox"
+	KeySandboxID = "sandbox_id"
+	KeyProvider  = "provider"
+	KeyMethod    = "method"
+	KeyDecision  = "decision"
+	KeyReason    = "reason"
 )
 
 // Open returns the writer the audit trail goes to: standard error when path is

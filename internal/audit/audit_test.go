@@ -85,6 +85,37 @@ func TestCounters(t *testing.T) {
 	}
 }
 
+// Two namespaces attached in turn under one name are counted apart by their
+// sandbox_id; a record without one counts under its sandbox name.
+func TestCountersSandboxRequestsByID(t *testing.T) {
+	c := NewCounters("inject")
+	logger := slog.New(Split(NewHandler(&bytes.Buffer{}), slog.DiscardHandler, c))
+	req := func(name, id string) {
+		args := []any{KeySandbox, name, KeyProvider, "openai", KeyMethod, "GET",
+			KeyDecision, "inject"}
+		if id != "" {
+			args = append(args, KeySandboxID, id)
+		}
+		logger.Info("Request", args...)
+	}
+	req("dev", "4097")
+	req("dev", "4097")
+	req("dev", "4098")
+	logger.With(KeySandboxID, "4098").Info("Request", KeySandbox, "dev",
+		KeyMethod, "GET", KeyDecision, "inject")
+	req("dev", "4098")
+	req("old", "")
+
+	got := map[string]uint64{}
+	for _, id := range []string{"4097", "4098", "dev", "old"} {
+		got[id] = c.SandboxRequests(id)
+	}
+	want := map[string]uint64{"4097": 2, "4098": 3, "dev": 0, "old": 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("SandboxRequests by id (-want +got):\n%s", diff)
+	}
+}
+
 func TestOpenFileIs0600(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {

@@ -13,7 +13,7 @@ type Counters struct {
 
 	mu        sync.Mutex
 	requests  uint64
-	bySandbox map[string]uint64
+	bySandbox map[string]uint64 // by KeySandboxID, else KeySandbox
 	refused   map[string]uint64
 	injected  map[string]uint64
 	decisions map[string]uint64
@@ -68,14 +68,17 @@ func (c *Counters) Snapshot() Snapshot {
 	}
 }
 
-// SandboxRequests returns the number of request records naming sandbox.
-func (c *Counters) SandboxRequests(sandbox string) uint64 {
+// SandboxRequests returns the number of request records of the sandbox with
+// key id: records are counted by their KeySandboxID, which tells apart
+// namespaces attached under one name, and by their KeySandbox only when they
+// carry no KeySandboxID.
+func (c *Counters) SandboxRequests(id string) uint64 {
 	if c == nil {
 		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.bySandbox[sandbox]
+	return c.bySandbox[id]
 }
 
 func (c *Counters) observe(f fields) {
@@ -93,7 +96,11 @@ func (c *Counters) observe(f fields) {
 		return
 	}
 	c.requests++
-	c.bySandbox[f.sandbox]++
+	id := f.sandboxID
+	if id == "" {
+		id = f.sandbox
+	}
+	c.bySandbox[id]++
 	if f.provider != "" && f.decision == c.inject {
 		c.injected[f.provider]++
 	}

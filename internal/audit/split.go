@@ -77,13 +77,15 @@ func (h *splitHandler) fields(r slog.Record) fields {
 
 // fields are the attributes of one decision record that the counters use.
 type fields struct {
-	sandbox, provider, method, decision, reason string
+	sandbox, sandboxID, provider, method, decision, reason string
 }
 
 func (f *fields) set(a slog.Attr) {
 	switch a.Key {
 	case KeySandbox:
 		f.sandbox = a.Value.String()
+	case KeySandboxID:
+		f.sandboxID = a.Value.String()
 	case KeyProvider:
 		f.provider = a.Value.String()
 	case KeyMethod:
