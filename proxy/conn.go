@@ -12,7 +12,8 @@ import (
 
 // connInfo is what the request handler knows about its connection.
 type connInfo struct {
-	sandbox  string
+	sandbox  string // Sandbox.Name
+	sandboxK string // Sandbox.key(): ID, else Name
 	origin   Origin
 	sni      string
 	provider *providers.Provider
@@ -28,7 +29,7 @@ func (s *Server) handle(c net.Conn, sb Sandbox) {
 
 	origin, err := sb.Origin(rawConn(c))
 	if err != nil {
-		s.refuse(c, sb.Name, Origin{}, "", "original destination unknown: "+err.Error())
+		s.refuse(c, sb, Origin{}, "", "original destination unknown: "+err.Error())
 		return
 	}
 
@@ -37,7 +38,7 @@ func (s *Server) handle(c net.Conn, sb Sandbox) {
 	deadline := time.Now().Add(s.opts.Timeouts.Handshake)
 	hello, peeked, err := ReadClientHello(c, deadline)
 	if err != nil {
-		s.refuse(c, sb.Name, origin, "", err.Error())
+		s.refuse(c, sb, origin, "", err.Error())
 		return
 	}
 
@@ -45,23 +46,24 @@ func (s *Server) handle(c net.Conn, sb Sandbox) {
 	d := pol.Decide(hello.ServerName)
 	switch d.Action {
 	case Intercept:
-		s.intercept(c, peeked, sb.Name, origin, hello.ServerName, d.Provider, deadline)
+		s.intercept(c, peeked, sb, origin, hello.ServerName, d.Provider, deadline)
 	case Passthrough:
 		if err := s.checkDestination(pol, hello.ServerName, origin.Dst.Addr()); err != nil {
-			s.refuse(c, sb.Name, origin, hello.ServerName, err.Error())
+			s.refuse(c, sb, origin, hello.ServerName, err.Error())
 			return
 		}
-		s.passthrough(c, peeked, sb.Name, origin, hello.ServerName, pol, d.Reason)
+		s.passthrough(c, peeked, sb, origin, hello.ServerName, pol, d.Reason)
 	default:
-		s.refuse(c, sb.Name, origin, hello.ServerName, d.Reason)
+		s.refuse(c, sb, origin, hello.ServerName, d.Reason)
 	}
 }
 
 // refuse closes c and writes the record saying why.
-func (s *Server) refuse(c net.Conn, sandbox string, o Origin, sni, reason string) {
+func (s *Server) refuse(c net.Conn, sb Sandbox, o Origin, sni, reason string) {
 	c.Close()
 	s.log.LogAttrs(context.Background(), slog.LevelWarn, msgRefused,
-		slog.String(KeySandbox, sandbox),
+		slog.String(KeySandbox, sb.Name),
+		slog.String(KeySandboxID, sb.key()),
 		slog.Any(KeyPID, o.PID),
 		slog.Any(KeyUID, o.UID),
 		slog.String(KeyDst, addrString(o)),

@@ -18,7 +18,7 @@ var errSNIChanged = errors.New("handshake SNI differs from the one the policy ju
 
 // intercept terminates TLS on c with a leaf for sni and hands the connection
 // to the http.Server, whose handler forwards each request with the key.
-func (s *Server) intercept(c net.Conn, peeked []byte, sandbox string, o Origin,
+func (s *Server) intercept(c net.Conn, peeked []byte, sb Sandbox, o Origin,
 	sni string, prov *providers.Provider, deadline time.Time) {
 
 	tc := tls.Server(&replayConn{Conn: c, pending: peeked, sni: sni}, s.clientTLS)
@@ -28,11 +28,11 @@ func (s *Server) intercept(c net.Conn, peeked []byte, sandbox string, o Origin,
 	cancel()
 	if err != nil {
 		tc.Close()
-		s.connError(sandbox, o, sni, prov.Name, "client TLS handshake: "+err.Error())
+		s.connError(sb, o, sni, prov.Name, "client TLS handshake: "+err.Error())
 		return
 	}
 
-	info := &connInfo{sandbox: sandbox, origin: o, sni: sni, provider: prov,
+	info := &connInfo{sandbox: sb.Name, sandboxK: sb.key(), origin: o, sni: sni, provider: prov,
 		proto: tc.ConnectionState().NegotiatedProtocol}
 	s.connInfo.Store(tc, info)
 	if !s.tlsConns.push(tc) {
@@ -72,9 +72,10 @@ func (s *Server) newClientTLS() *tls.Config {
 
 // connError records a connection that was accepted by policy but failed
 // before any request (typically a client that does not trust the CA).
-func (s *Server) connError(sandbox string, o Origin, sni, provider, reason string) {
+func (s *Server) connError(sb Sandbox, o Origin, sni, provider, reason string) {
 	s.log.LogAttrs(context.Background(), slog.LevelWarn, msgConnError,
-		slog.String(KeySandbox, sandbox),
+		slog.String(KeySandbox, sb.Name),
+		slog.String(KeySandboxID, sb.key()),
 		slog.Any(KeyPID, o.PID),
 		slog.String(KeyDst, addrString(o)),
 		slog.String(KeyHost, sni),

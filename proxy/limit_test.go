@@ -35,13 +35,19 @@ func withLimits(t *testing.T, cfg ratelimit.Config) envOption {
 // name, and returns a client whose connections all reach it.
 func (e *env) serveSandbox(t *testing.T, name string) *http.Client {
 	t.Helper()
+	return e.serveSandboxID(t, name, "")
+}
+
+// serveSandboxID is serveSandbox with a Sandbox.ID.
+func (e *env) serveSandboxID(t *testing.T, name, id string) *http.Client {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() {
-		served <- e.srv.Serve(ln, Sandbox{Name: name, Origin: func(net.Conn) (Origin, error) {
+		served <- e.srv.Serve(ln, Sandbox{Name: name, ID: id, Origin: func(net.Conn) (Origin, error) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			return Origin{Dst: e.dst, PID: 4343, UID: 1001}, nil

@@ -12,7 +12,7 @@ import (
 
 // passthrough splices c to its original destination untouched: the peeked
 // hello first, then both directions until each side has closed its half.
-func (s *Server) passthrough(c net.Conn, peeked []byte, sandbox string, o Origin,
+func (s *Server) passthrough(c net.Conn, peeked []byte, sb Sandbox, o Origin,
 	sni string, pol *Policy, reason string) {
 
 	start := time.Now()
@@ -20,7 +20,7 @@ func (s *Server) passthrough(c net.Conn, peeked []byte, sandbox string, o Origin
 	up, err := s.dialUpstream(ctx, o.Dst, pol)
 	cancel()
 	if err != nil {
-		s.refuse(c, sandbox, o, sni, "passthrough dial: "+err.Error())
+		s.refuse(c, sb, o, sni, "passthrough dial: "+err.Error())
 		return
 	}
 	if !s.trackRaw(up) {
@@ -32,7 +32,8 @@ func (s *Server) passthrough(c net.Conn, peeked []byte, sandbox string, o Origin
 
 	in, out, err := splice(c, up, peeked)
 	attrs := []slog.Attr{
-		slog.String(KeySandbox, sandbox),
+		slog.String(KeySandbox, sb.Name),
+		slog.String(KeySandboxID, sb.key()),
 		slog.Any(KeyPID, o.PID),
 		slog.String(KeyDst, o.Dst.String()),
 		slog.String(KeyHost, sni),

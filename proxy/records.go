@@ -24,6 +24,7 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, body *countingBody,
 	}
 	attrs := []slog.Attr{
 		slog.String(KeySandbox, st.info.sandbox),
+		slog.String(KeySandboxID, st.info.sandboxK),
 		slog.Any(KeyPID, st.info.origin.PID),
 		slog.String(KeyProvider, st.info.provider.Name),
 		slog.String(KeyMethod, r.Method),

@@ -93,7 +93,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Over a limit, nothing goes upstream. The key is checked first so that a
 	// request that could not be forwarded anyway spends no token.
-	if why, ok := s.policy.Load().Limits.Allow(info.provider.Name, info.sandbox); !ok {
+	if why, ok := s.policy.Load().Limits.Allow(info.provider.Name, info.sandbox,
+		info.sandboxK); !ok {
 		rateLimited(rec, st, why)
 		return
 	}

@@ -33,8 +33,9 @@ type Sandbox struct {
 	// Name identifies the sandbox in records, usually its netns spec.
 	Name string
 	// ID, when set, tells apart sandboxes that share a Name (a netns name made
-	// again, a pid reused): the per-sandbox connection cap counts by ID, so
-	// two namespaces never share one cap. Empty means Name. The daemon sets
+	// again, a pid reused): the per-sandbox connection cap and rate limit
+	// buckets go by ID, and records carry it as KeySandboxID, so two
+	// namespaces never share a cap, a bucket or a request count. Empty means Name. The daemon sets
 	// it to the namespace's netns cookie.
 	ID string
 	// Origin returns the original destination of an accepted connection. An
@@ -98,8 +99,8 @@ type Options struct {
 	// Timeouts bound the phases of a connection; zero fields take defaults.
 	Timeouts Timeouts
 	// MaxConnsPerSandbox caps the connections open at once from one sandbox
-	// (by Sandbox.Name, across its listeners), so that one sandbox cannot use
-	// up the daemon's file descriptors; zero or less means
+	// (by Sandbox.ID, else Name, across its listeners), so that one sandbox
+	// cannot use up the daemon's file descriptors; zero or less means
 	// DefaultMaxConnsPerSandbox. Over the cap an accepted connection is closed
 	// at once and recorded as refused.
 	MaxConnsPerSandbox int
@@ -225,7 +226,8 @@ func (s *Server) SetPolicy(p *Policy) error {
 	return nil
 }
 
-// key is what the per-sandbox connection cap counts by: ID, else Name.
+// key is what the per-sandbox connection cap, the rate limit buckets and the
+// records' KeySandboxID go by: ID, else Name.
 func (sb Sandbox) key() string {
 	if sb.ID != "" {
 		return sb.ID
@@ -266,7 +268,7 @@ func (s *Server) Serve(ln net.Listener, sb Sandbox) error {
 		// clients, and the refused ones would sit in the backlog holding fds.
 		release, ok := s.conns.acquire(sb.key())
 		if !ok {
-			s.refuse(c, sb.Name, Origin{}, "", fmt.Sprintf(
+			s.refuse(c, sb, Origin{}, "", fmt.Sprintf(
 				"sandbox connection limit %d reached", s.conns.max))
 			continue
 		}

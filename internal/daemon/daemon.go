@@ -481,10 +481,15 @@ func (a *attachment) status(c *audit.Counters) Attachment {
 	return Attachment{
 		Record:      a.rec,
 		Connections: a.accepted.Load(),
-		Requests:    c.SandboxRequests(a.rec.Spec),
+		Requests:    c.SandboxRequests(sandboxID(a.rec.Cookie)),
 		NameGone:    a.nameGone,
 	}
 }
+
+// sandboxID is the proxy's Sandbox.ID of the namespace with cookie, which its
+// records carry as proxy.KeySandboxID. A spec can name two namespaces in turn;
+// the cookie never does, so caps, rate limit buckets and request counts go by it.
+func sandboxID(cookie uint64) string { return strconv.FormatUint(cookie, 10) }
 
 // countingListener counts accepted connections. It returns the accepted
 // connection unwrapped, so that the proxy can still read its original destination

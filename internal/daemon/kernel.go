@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 
 	"github.com/hermes-netd/hermes-netd/internal/config"
 	"github.com/hermes-netd/hermes-netd/internal/redirect"
@@ -120,7 +119,7 @@ func (p proxyAdapter) Serve(ln net.Listener, sandbox string, cookie uint64) erro
 	return p.srv.Serve(ln, proxy.Sandbox{
 		Name: sandbox,
 		// A spec can name two namespaces in turn; the cookie never does.
-		ID: strconv.FormatUint(cookie, 10),
+		ID: sandboxID(cookie),
 		Origin: func(c net.Conn) (proxy.Origin, error) {
 			o, err := p.kern.r.Origin(c, cookie)
 			if err != nil {

@@ -41,7 +41,7 @@ func TestPolicyAppliesRateLimits(t *testing.T) {
 		{"anthropic", "ci"}, {"anthropic", "ci"}, // ci's burst 3 (default is 1)
 		{"anthropic", "dev"}, {"anthropic", "dev"}, // dev's default burst 1
 	} {
-		why, ok := p.Limits.AllowAt(now, c.provider, c.sandbox)
+		why, ok := p.Limits.AllowAt(now, c.provider, c.sandbox, "")
 		if ok {
 			got = append(got, "ok")
 			continue
@@ -61,7 +61,7 @@ func TestPolicyAppliesRateLimits(t *testing.T) {
 	if p2.Limits == p.Limits {
 		t.Error("policyOf reused the limiter; a reload must bring a new one")
 	}
-	if _, ok := p2.Limits.AllowAt(now, "anthropic", "dev"); !ok {
+	if _, ok := p2.Limits.AllowAt(now, "anthropic", "dev", ""); !ok {
 		t.Error("new limiter refused dev's first request")
 	}
 }
@@ -82,8 +82,8 @@ func TestLimiterOfConverts(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	l.AllowAt(now, "openai", "a")
-	why, ok := l.AllowAt(now, "openai", "a")
+	l.AllowAt(now, "openai", "a", "")
+	why, ok := l.AllowAt(now, "openai", "a", "")
 	want := ratelimit.Refusal{Scope: ratelimit.ScopeSandbox, Name: "a",
 		Limit: ratelimit.Limit{RPS: 2, Burst: 1}, RetryAfter: 500 * time.Millisecond}
 	if ok || !cmp.Equal(want, why) {
@@ -115,6 +115,28 @@ func TestCountersCountRateLimited(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+}
+
+// Two namespaces attached in turn under one spec show their own request
+// counts in status: the proxy's records carry the cookie as sandbox_id.
+func TestStatusCountsRequestsPerNamespace(t *testing.T) {
+	if audit.KeySandbox != proxy.KeySandbox || audit.KeySandboxID != proxy.KeySandboxID {
+		t.Fatalf("audit keys %q/%q differ from the proxy's %q/%q", audit.KeySandbox,
+			audit.KeySandboxID, proxy.KeySandbox, proxy.KeySandboxID)
+	}
+	c := newCounters()
+	log := slog.New(audit.Split(audit.NewHandler(io.Discard), slog.DiscardHandler, c))
+	old := &attachment{rec: Record{Spec: "dev", Cookie: 4097}}
+	cur := &attachment{rec: Record{Spec: "dev", Cookie: 4098}}
+	for i, a := range []*attachment{old, old, cur, old} {
+		log.Info("Request", proxy.KeySandbox, a.rec.Spec,
+			proxy.KeySandboxID, sandboxID(a.rec.Cookie), proxy.KeyProvider, "openai",
+			proxy.KeyMethod, "GET", proxy.KeyDecision, proxy.DecisionIntercept, "n", i)
+	}
+	got := []uint64{old.status(c).Requests, cur.status(c).Requests}
+	if diff := cmp.Diff([]uint64{3, 1}, got); diff != "" {
+		t.Errorf("requests of cookies 4097, 4098 under spec dev (-want +got):\n%s", diff)
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 )
 
 // DefaultMaxSandboxes is how many buckets of sandboxes under the default
-// sandbox limit are kept when Config.MaxSandboxes is 0.
+// sandbox limit (and, apart, under named limits) are kept when
+// Config.MaxSandboxes is 0.
 const DefaultMaxSandboxes = 4096
 
 // Limit is a token bucket: RPS requests per second on average, bursts of up to
@@ -47,10 +48,13 @@ type Config struct {
 	// Nil means such sandboxes have no limit of their own.
 	Sandbox *Limit
 	// Sandboxes limits named sandboxes (Sandbox.Name in the proxy: the
-	// netns spec as given to attach), across providers.
+	// netns spec as given to attach), across providers. The limit is per
+	// namespace: two namespaces attached in turn under one name each get a
+	// bucket of their own with that limit.
 	Sandboxes map[string]Limit
 	// MaxSandboxes bounds the buckets kept for sandboxes under the Sandbox
-	// limit; 0 means DefaultMaxSandboxes.
+	// limit, and apart from those the buckets kept for namespaces under the
+	// names in Sandboxes; 0 means DefaultMaxSandboxes.
 	MaxSandboxes int
 }
 
@@ -78,26 +82,33 @@ type Refusal struct {
 type Limiter struct {
 	cfg       Config
 	providers map[string]*rate.Limiter
-	named     map[string]*rate.Limiter
-	others    *lru.Cache[string, *rate.Limiter] // nil when cfg.Sandbox is nil
+	named     *lru.Cache[bucketKey, *rate.Limiter]
+	others    *lru.Cache[bucketKey, *rate.Limiter] // nil when cfg.Sandbox is nil
 }
+
+// bucketKey names the bucket of one sandbox: its name and its key.
+type bucketKey struct{ name, key string }
 
 // New checks cfg and returns a Limiter whose buckets all start full.
 func New(cfg Config) (*Limiter, error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
+	size := cfg.MaxSandboxes
+	if size == 0 {
+		size = DefaultMaxSandboxes
+	}
+	named, err := lru.New[bucketKey, *rate.Limiter](size)
+	if err != nil {
+		return nil, fmt.Errorf("making the named sandbox bucket cache: %w", err)
+	}
 	l := &Limiter{
 		cfg:       cfg,
 		providers: buckets(cfg.Providers),
-		named:     buckets(cfg.Sandboxes),
+		named:     named,
 	}
 	if cfg.Sandbox != nil {
-		size := cfg.MaxSandboxes
-		if size == 0 {
-			size = DefaultMaxSandboxes
-		}
-		c, err := lru.New[string, *rate.Limiter](size)
+		c, err := lru.New[bucketKey, *rate.Limiter](size)
 		if err != nil {
 			return nil, fmt.Errorf("making the sandbox bucket cache: %w", err)
 		}
@@ -140,14 +151,18 @@ func buckets(limits map[string]Limit) map[string]*rate.Limiter {
 
 func newBucket(l Limit) *rate.Limiter { return rate.NewLimiter(rate.Limit(l.RPS), l.Burst) }
 
-// Allow takes a token for one request of sandbox to provider from every
-// bucket that applies, or none and says why.
-func (l *Limiter) Allow(provider, sandbox string) (Refusal, bool) {
-	return l.AllowAt(time.Now(), provider, sandbox)
+// Allow takes a token for one request of a sandbox to provider from every
+// bucket that applies, or none and says why. name is the sandbox's name, which
+// picks its limit (Config.Sandboxes, else Config.Sandbox); key tells apart the
+// sandboxes that share a name (the proxy passes Sandbox.ID, the netns cookie)
+// and picks the bucket: each key has a bucket of its own, under a named limit
+// too. An empty key means name.
+func (l *Limiter) Allow(provider, name, key string) (Refusal, bool) {
+	return l.AllowAt(time.Now(), provider, name, key)
 }
 
 // AllowAt is Allow at time now; tests pass their own clock.
-func (l *Limiter) AllowAt(now time.Time, provider, sandbox string) (Refusal, bool) {
+func (l *Limiter) AllowAt(now time.Time, provider, name, key string) (Refusal, bool) {
 	if l == nil {
 		return Refusal{}, true
 	}
@@ -160,9 +175,12 @@ func (l *Limiter) AllowAt(now time.Time, provider, sandbox string) (Refusal, boo
 		hs = append(hs, held{b.ReserveN(now, 1),
 			Refusal{Scope: ScopeProvider, Name: provider, Limit: l.cfg.Providers[provider]}})
 	}
-	if b, lim, ok := l.sandboxBucket(sandbox); ok {
+	if key == "" {
+		key = name
+	}
+	if b, lim, ok := l.sandboxBucket(name, key); ok {
 		hs = append(hs, held{b.ReserveN(now, 1),
-			Refusal{Scope: ScopeSandbox, Name: sandbox, Limit: lim}})
+			Refusal{Scope: ScopeSandbox, Name: name, Limit: lim}})
 	}
 
 	// The request passes only if no bucket makes it wait. Otherwise every
@@ -194,26 +212,34 @@ func wait(r *rate.Reservation, now time.Time) time.Duration {
 	return r.DelayFrom(now)
 }
 
-// sandboxBucket returns the bucket of sandbox and its limit, making it on the
-// first request; false when no sandbox limit applies.
-func (l *Limiter) sandboxBucket(sandbox string) (*rate.Limiter, Limit, bool) {
-	if b, ok := l.named[sandbox]; ok {
-		return b, l.cfg.Sandboxes[sandbox], true
+// sandboxBucket returns the bucket of the sandbox called name with key and
+// its limit, making the bucket on the first request; false when no sandbox
+// limit applies.
+func (l *Limiter) sandboxBucket(name, key string) (*rate.Limiter, Limit, bool) {
+	lim, ok := l.cfg.Sandboxes[name]
+	if ok {
+		return l.bucket(l.named, bucketKey{name, key}, lim), lim, true
 	}
 	if l.others == nil {
 		return nil, Limit{}, false
 	}
-	lim := *l.cfg.Sandbox
-	if b, ok := l.others.Get(sandbox); ok {
-		return b, lim, true
+	return l.bucket(l.others, bucketKey{name, key}, *l.cfg.Sandbox), *l.cfg.Sandbox, true
+}
+
+// bucket returns the bucket of k in c, adding a full one the first time.
+func (l *Limiter) bucket(c *lru.Cache[bucketKey, *rate.Limiter], k bucketKey,
+	lim Limit) *rate.Limiter {
+
+	if b, ok := c.Get(k); ok {
+		return b
 	}
 	// Two first requests at once must share one bucket: PeekOrAdd keeps
 	// whichever was added first.
 	b := newBucket(lim)
-	if prev, ok, _ := l.others.PeekOrAdd(sandbox, b); ok {
-		return prev, lim, true
+	if prev, ok, _ := c.PeekOrAdd(k, b); ok {
+		return prev
 	}
-	return b, lim, true
+	return b
 }
 
 // SandboxBuckets returns how many buckets of sandboxes under the default limit

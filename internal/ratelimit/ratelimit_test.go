@@ -28,6 +28,7 @@ type step struct {
 	at       time.Duration
 	provider string
 	sandbox  string
+	key      string // the sandbox's unique key; "" means sandbox
 	ok       bool
 	why      Refusal // when !ok
 }
@@ -35,7 +36,7 @@ type step struct {
 func run(t *testing.T, l *Limiter, steps []step) {
 	t.Helper()
 	for i, s := range steps {
-		why, ok := l.AllowAt(at(s.at), s.provider, s.sandbox)
+		why, ok := l.AllowAt(at(s.at), s.provider, s.sandbox, s.key)
 		if ok != s.ok {
 			t.Fatalf("step %d (%s %s at %v): allowed = %v, want %v (refusal %+v)",
 				i, s.provider, s.sandbox, s.at, ok, s.ok, why)
@@ -161,11 +162,65 @@ func TestRetryAfterIsTheLongestWait(t *testing.T) {
 	})
 }
 
+// Two namespaces attached in turn under one name (a netns name made again) have
+// a bucket each, under the default limit and under a named limit alike, while
+// the name still picks the limit and is what a refusal reports.
+func TestSandboxesSharingANameHaveTheirOwnBuckets(t *testing.T) {
+	def := Limit{RPS: 1, Burst: 1}
+	ci := Limit{RPS: 0.5, Burst: 2}
+	l := mustNew(t, Config{Sandbox: &def, Sandboxes: map[string]Limit{"ci": ci}})
+	run(t, l, []step{
+		// Default limit: cookie 11 spends its burst; cookie 12 of the same
+		// name still has its own.
+		{provider: "openai", sandbox: "dev", key: "11", ok: true},
+		{provider: "openai", sandbox: "dev", key: "11",
+			why: Refusal{Scope: ScopeSandbox, Name: "dev", Limit: def, RetryAfter: time.Second}},
+		{provider: "openai", sandbox: "dev", key: "12", ok: true},
+		{provider: "openai", sandbox: "dev", key: "12",
+			why: Refusal{Scope: ScopeSandbox, Name: "dev", Limit: def, RetryAfter: time.Second}},
+		// Named limit: each namespace under "ci" gets ci's burst of 2.
+		{provider: "openai", sandbox: "ci", key: "21", ok: true},
+		{provider: "openai", sandbox: "ci", key: "21", ok: true},
+		{provider: "openai", sandbox: "ci", key: "21",
+			why: Refusal{Scope: ScopeSandbox, Name: "ci", Limit: ci, RetryAfter: 2 * time.Second}},
+		{provider: "openai", sandbox: "ci", key: "22", ok: true},
+		{provider: "openai", sandbox: "ci", key: "22", ok: true},
+		{provider: "openai", sandbox: "ci", key: "22",
+			why: Refusal{Scope: ScopeSandbox, Name: "ci", Limit: ci, RetryAfter: 2 * time.Second}},
+		// An empty key is the name: a bucket apart from the keyed ones.
+		{provider: "openai", sandbox: "ci", ok: true},
+		{provider: "openai", sandbox: "ci", key: "ci", ok: true},
+		{provider: "openai", sandbox: "ci",
+			why: Refusal{Scope: ScopeSandbox, Name: "ci", Limit: ci, RetryAfter: 2 * time.Second}},
+	})
+	if got := l.SandboxBuckets(); got != 2 {
+		t.Errorf("SandboxBuckets = %d, want 2 (dev under two keys; named ones apart)", got)
+	}
+}
+
+// Namespaces coming and going under one configured name cannot grow the named
+// buckets without bound either.
+func TestNamedSandboxBucketsAreBounded(t *testing.T) {
+	ci := Limit{RPS: 1, Burst: 1}
+	l := mustNew(t, Config{Sandboxes: map[string]Limit{"ci": ci}, MaxSandboxes: 8})
+	for i := range 100 {
+		if _, ok := l.AllowAt(t0, "openai", "ci", fmt.Sprint(i)); !ok {
+			t.Fatalf("first request of ci namespace %d refused", i)
+		}
+	}
+	if got := l.named.Len(); got != 8 {
+		t.Errorf("named buckets after 100 namespaces = %d, want the bound 8", got)
+	}
+	if _, ok := l.AllowAt(t0, "openai", "ci", "99"); ok {
+		t.Error("ci namespace 99 passed a second time at once; its bucket was lost")
+	}
+}
+
 func TestSandboxBucketsAreBounded(t *testing.T) {
 	def := Limit{RPS: 1, Burst: 1}
 	l := mustNew(t, Config{Sandbox: &def, MaxSandboxes: 8})
 	for i := range 100 {
-		if _, ok := l.AllowAt(t0, "openai", fmt.Sprintf("sb-%d", i)); !ok {
+		if _, ok := l.AllowAt(t0, "openai", fmt.Sprintf("sb-%d", i), ""); !ok {
 			t.Fatalf("first request of sandbox sb-%d refused", i)
 		}
 	}
@@ -173,7 +228,7 @@ func TestSandboxBucketsAreBounded(t *testing.T) {
 		t.Errorf("SandboxBuckets after 100 sandboxes = %d, want the bound 8", got)
 	}
 	// The most recent sandbox kept its (empty) bucket.
-	if _, ok := l.AllowAt(t0, "openai", "sb-99"); ok {
+	if _, ok := l.AllowAt(t0, "openai", "sb-99", ""); ok {
 		t.Error("sb-99 passed a second time at once; its bucket was lost")
 	}
 }
@@ -186,7 +241,7 @@ func TestConcurrentFirstRequestsShareABucket(t *testing.T) {
 	passed := 0
 	for range 50 {
 		wg.Go(func() {
-			if _, ok := l.AllowAt(t0, "openai", "new"); ok {
+			if _, ok := l.AllowAt(t0, "openai", "new", ""); ok {
 				mu.Lock()
 				passed++
 				mu.Unlock()
@@ -201,7 +256,7 @@ func TestConcurrentFirstRequestsShareABucket(t *testing.T) {
 
 func TestNilLimiterAllows(t *testing.T) {
 	var l *Limiter
-	if why, ok := l.Allow("openai", "a"); !ok {
+	if why, ok := l.Allow("openai", "a", "1"); !ok {
 		t.Errorf("nil Limiter refused: %+v", why)
 	}
 	if got := l.SandboxBuckets(); got != 0 {
@@ -212,7 +267,7 @@ func TestNilLimiterAllows(t *testing.T) {
 func TestNoLimitsAllow(t *testing.T) {
 	l := mustNew(t, Config{})
 	for i := range 1000 {
-		if why, ok := l.AllowAt(t0, "openai", "a"); !ok {
+		if why, ok := l.AllowAt(t0, "openai", "a", ""); !ok {
 			t.Fatalf("request %d refused without limits: %+v", i, why)
 		}
 	}
