@@ -128,7 +128,8 @@ type RateLimits struct {
 	Providers map[string]Limit `yaml:"providers"`
 	// Sandbox limits each sandbox not listed in Sandboxes, across providers.
 	Sandbox *Limit `yaml:"sandbox"`
-	// Sandboxes limits named sandboxes (the netns as given to attach).
+	// Sandboxes limits named sandboxes (the netns as given to attach), each
+	// namespace attached under a name on its own.
 	Sandboxes map[string]Limit `yaml:"sandboxes"`
 }
 
