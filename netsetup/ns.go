@@ -38,7 +38,23 @@ func Open(spec string) (*NS, error) {
 		return nil, err
 	}
 
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// A namespace file is a regular file on nsfs. Anything else is refused
+	// before it is opened: opening a FIFO blocks until a writer comes, and
+	// opening a device can have effects of its own. O_NONBLOCK covers a path
+	// swapped for a FIFO between the two calls.
+	var st unix.Stat_t
+	err = unix.Stat(path, &st)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("opening netns %s: %w (no %s)", spec, ErrNotFound, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening netns %s: %w", spec, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("opening netns %s: %s is not a network namespace file "+
+			"(give a name under %s, /proc/PID/ns/net or pid:PID)", spec, path, NetnsDir)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
 		return nil, fmt.Errorf("opening netns %s: %w (no %s)", spec, ErrNotFound, path)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -67,8 +68,13 @@ func TestPrivilegedOpen(t *testing.T) {
 
 func TestPrivilegedOpenErrors(t *testing.T) {
 	nstest.RequireRoot(t)
-	notNetns := filepath.Join(t.TempDir(), "plain")
+	dir := t.TempDir()
+	notNetns := filepath.Join(dir, "plain")
 	os.WriteFile(notNetns, nil, 0o600)
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		spec, wantErr string
@@ -78,9 +84,13 @@ func TestPrivilegedOpenErrors(t *testing.T) {
 		{spec: "pid:999999999", wantErr: "network namespace not found", notFound: true},
 		{spec: "/proc/self/ns/uts", wantErr: "is a namespace but not a network namespace"},
 		{spec: notNetns, wantErr: "is not a namespace file"},
+		// Opening these would block (a FIFO with no writer) or act on a device.
+		{spec: fifo, wantErr: "is not a network namespace file"},
+		{spec: "/dev/zero", wantErr: "is not a network namespace file"},
+		{spec: dir, wantErr: "is not a network namespace file"},
 	}
 	for _, tt := range tests {
-		ns, err := netsetup.Open(tt.spec)
+		ns, err := openWithin(t, tt.spec, 5*time.Second)
 		if err == nil {
 			ns.Close()
 			t.Errorf("Open(%q) succeeded, want error", tt.spec)
@@ -328,4 +338,25 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// openWithin runs netsetup.Open and fails the test if it blocks.
+func openWithin(t *testing.T, spec string, limit time.Duration) (*netsetup.NS, error) {
+	t.Helper()
+	type result struct {
+		ns  *netsetup.NS
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ns, err := netsetup.Open(spec)
+		done <- result{ns, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ns, r.err
+	case <-time.After(limit):
+		t.Fatalf("Open(%q) still blocked after %v", spec, limit)
+		return nil, nil
+	}
 }
