@@ -44,10 +44,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
+	// The counting body goes only on the request handed to the reverse
+	// proxy: net/http must keep seeing its own body on r, or an answer the
+	// proxy gives itself (421, 429, 503) to a request sent with
+	// "Expect: 100-continue" waits for a body the client never sends.
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}
-		r.Body = body
 	}
 	st := &reqState{info: info, decision: DecisionIntercept}
 	defer func() {
@@ -98,7 +101,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rateLimited(rec, st, why)
 		return
 	}
-	s.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st)))
+	out := r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
+	if body != nil {
+		out.Body = body
+	}
+	s.rp.ServeHTTP(rec, out)
 }
 
 func keyName(p *providers.Provider) string {

@@ -216,6 +216,42 @@ func TestExpectContinue(t *testing.T) {
 	}
 }
 
+// An answer the proxy gives itself reaches a client that waits for
+// "100 Continue" at once, without the body ever being sent.
+func TestExpectContinueRefusedWithoutBody(t *testing.T) {
+	tca := newTestCA(t)
+	up := newUpstream(t, tca, nil, "api.openai.com")
+	e := newEnv(t, tca.pool)
+	e.setDst(up.addr(t))
+
+	client := e.client(false)
+	client.Transport.(*http.Transport).ExpectContinueTimeout = time.Minute
+	var got100 atomic.Bool
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got100Continue: func() { got100.Store(true) },
+	})
+	req, _ := http.NewRequestWithContext(ctx, "POST", "https://api.openai.com/v1/upload",
+		strings.NewReader(strings.Repeat("x", 1000)))
+	req.Host = "api.anthropic.com" // not the SNI: the proxy answers 421 itself
+	req.Header.Set("Expect", "100-continue")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("request waiting for 100 Continue: %v (the refusal was held back)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("status %d, want 421", resp.StatusCode)
+	}
+	if got100.Load() {
+		t.Error("the proxy sent 100 Continue for a request it refuses")
+	}
+	if n := up.count(); n != 0 {
+		t.Errorf("upstream saw %d requests, want none", n)
+	}
+}
+
 func TestWebsocketRelayWithCredential(t *testing.T) {
 	tca := newTestCA(t)
 	var handshakeAuth atomic.Value
