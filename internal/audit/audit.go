@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 )
 
 // Attribute keys the audit trail relies on. They are the proxy's record keys
@@ -26,9 +28,20 @@ func Open(path string) (io.WriteCloser, error) {
 		return nopCloser{os.Stderr}, nil
 	}
 
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// O_NOFOLLOW and the regular-file check keep a link, FIFO or device planted
+	// at the path from making the daemon append to, and chmod, another file
+	// (O_NONBLOCK: opening a FIFO must not wait for a reader).
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("opening audit file %s: it is a symbolic link; "+
+			"point audit.file at the real file", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening audit file %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("opening audit file %s: not a regular file", path)
 	}
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -145,5 +146,40 @@ func TestOpenFileIs0600(t *testing.T) {
 	if _, err := Open(filepath.Join(path, "x")); err == nil ||
 		!strings.Contains(err.Error(), "opening audit file") {
 		t.Errorf("Open(bad path) error = %v, want one naming the audit file", err)
+	}
+}
+
+// A symbolic link or a FIFO at the audit path is refused, and the file a link
+// points at is neither appended to nor chmodded.
+func TestOpenRefusesLinksAndFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "audit.log")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "audit.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, path := range []string{link, fifo} {
+		if w, err := Open(path); err == nil {
+			w.Close()
+			t.Errorf("Open(%s) succeeded, want it refused", path)
+		} else if !strings.Contains(err.Error(), path) {
+			t.Errorf("Open(%s) error %q does not name the path", path, err)
+		}
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(victim)
+	if fi.Mode().Perm() != 0o644 || string(b) != "precious\n" {
+		t.Errorf("link target changed: mode %v, content %q", fi.Mode().Perm(), b)
 	}
 }
