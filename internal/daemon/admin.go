@@ -74,6 +74,11 @@ func readNetns(w http.ResponseWriter, r *http.Request) (string, bool) {
 			Error: fmt.Sprintf(`reading request: %v (send {"netns": "NAME"})`, err)})
 		return "", false
 	}
+	if dec.More() {
+		writeJSON(w, http.StatusBadRequest, errorBody{
+			Error: `reading request: more than one JSON value (send one {"netns": "NAME"})`})
+		return "", false
+	}
 	if req.Netns == "" {
 		writeJSON(w, http.StatusBadRequest, errorBody{
 			Error: "netns is empty: give a name under /var/run/netns, a path or pid:N"})

@@ -139,6 +139,8 @@ func TestAdminAPIErrors(t *testing.T) {
 		{"POST", PathAttach, `{"netns":"broken"}`, http.StatusInternalServerError},
 		{"POST", PathAttach, `{"ns":"sb1"}`, http.StatusBadRequest},
 		{"POST", PathAttach, `not json`, http.StatusBadRequest},
+		{"POST", PathAttach, `{"netns":"sb1"}{"netns":"sb2"}`, http.StatusBadRequest},
+		{"POST", PathDetach, `{"netns":"sb1"} {"netns":"sb2"}`, http.StatusBadRequest},
 		{"GET", PathAttach, ``, http.StatusMethodNotAllowed},
 		{"GET", "/v1/nothing", ``, http.StatusNotFound},
 	} {
