@@ -27,6 +27,10 @@ type service struct {
 	// that a pending restart is reported by every reload until it happens.
 	started *config.Config
 
+	// reloading serialises reloads (SIGHUP and the admin API can race), so
+	// the policy the proxy enforces and the config status reports agree.
+	reloading sync.Mutex
+
 	mu  sync.Mutex
 	cfg *config.Config
 }
@@ -81,6 +85,9 @@ func providerStatus(ps []providers.Provider, keys []secrets.Entry) []ProviderSta
 // (directories, socket, mode, ports, listen port, timeouts, audit file) is
 // logged as needing a restart.
 func (s *service) reload(ctx context.Context) (ReloadResult, error) {
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
+
 	cfg, err := config.Load(s.path)
 	if err != nil {
 		return ReloadResult{}, err
