@@ -64,15 +64,8 @@ func (d *Daemon) restore(rec Record) {
 			"which is left unattached; the recorded one is gone, its inode reused", cookie))
 		return
 	}
-	if _, ok := d.attached[rec.Cookie]; ok {
-		ns.Close() // two records of one namespace: the first one wins
-		return
-	}
-
-	a, err := d.attach(ns, rec.Since)
-	if err != nil {
-		ns.Close()
-		d.keep(rec, err)
+	a := d.reattach(ns, rec)
+	if a == nil {
 		return
 	}
 	d.log.Info("Re-attached", "netns", rec.Spec, "cookie", a.rec.Cookie,
@@ -103,15 +96,8 @@ func (d *Daemon) restoreByInode(rec Record, why string) {
 		d.forget(rec, why+"; its inode now belongs to another namespace")
 		return
 	}
-	if _, ok := d.attached[rec.Cookie]; ok {
-		ns.Close()
-		return
-	}
-
-	a, err := d.attach(ns, rec.Since)
-	if err != nil {
-		ns.Close()
-		d.keep(rec, err)
+	a := d.reattach(ns, rec)
+	if a == nil {
 		return
 	}
 	a.nameGone = true
@@ -120,6 +106,24 @@ func (d *Daemon) restoreByInode(rec Record, why string) {
 		"the name may point to now is not attached",
 		"netns", rec.Spec, "reason", why, "cookie", a.rec.Cookie,
 		"port4", a.rec.Port4, "port6", a.rec.Port6)
+}
+
+// reattach attaches ns, the namespace of rec, again. It returns nil when
+// another record of the same namespace came first (that one wins) or when the
+// attach failed (rec is kept for a later start); either way ns is closed.
+// d.mu is held.
+func (d *Daemon) reattach(ns Namespace, rec Record) *attachment {
+	if _, ok := d.attached[rec.Cookie]; ok {
+		ns.Close()
+		return nil
+	}
+	a, err := d.attach(ns, rec.Since)
+	if err != nil {
+		ns.Close()
+		d.keep(rec, err)
+		return nil
+	}
+	return a
 }
 
 // keep leaves rec in the state file for a later start. d.mu is held.
