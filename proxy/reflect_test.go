@@ -293,16 +293,7 @@ func TestWebsocketUpgradeHeadersMasked(t *testing.T) {
 	tca := newTestCA(t)
 	up := newUpstream(t, tca, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Echo-Authorization", r.Header.Get("Authorization"))
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		typ, msg, err := c.Read(r.Context())
-		if err != nil {
-			return
-		}
-		c.Write(r.Context(), typ, append([]byte("echo: "), msg...))
+		wsEcho(w, r)
 	}, "api.openai.com")
 	e := newEnv(t, tca.pool)
 	e.setDst(up.addr(t))

@@ -252,23 +252,29 @@ func TestExpectContinueRefusedWithoutBody(t *testing.T) {
 	}
 }
 
+// wsEcho accepts a websocket upgrade and answers every message with
+// "echo: " and the message, until the connection ends.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	for {
+		typ, msg, err := c.Read(r.Context())
+		if err != nil {
+			return
+		}
+		c.Write(r.Context(), typ, append([]byte("echo: "), msg...))
+	}
+}
+
 func TestWebsocketRelayWithCredential(t *testing.T) {
 	tca := newTestCA(t)
 	var handshakeAuth atomic.Value
 	up := newUpstream(t, tca, func(w http.ResponseWriter, r *http.Request) {
 		handshakeAuth.Store(r.Header.Get("Authorization"))
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			c.Write(r.Context(), typ, append([]byte("echo: "), msg...))
-		}
+		wsEcho(w, r)
 	}, "api.openai.com")
 	e := newEnv(t, tca.pool)
 	e.setDst(up.addr(t))
