@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/daemon"
 	"github.com/hermes-netd/hermes-netd/internal/testenv"
 )
@@ -46,7 +45,6 @@ type world struct {
 	bin      string
 	config   string
 	socket   string
-	pinDir   string
 	sandbox  string
 	upstream *upstream
 	slow     *upstream
@@ -75,7 +73,6 @@ func newWorld(ctx context.Context, logger *slog.Logger) (*world, error) {
 		logger:  logger,
 		dir:     env.TempDir(),
 		sandbox: env.Name(testenv.Sandbox),
-		pinDir:  env.PinDir(),
 	}
 	if err := w.build(ctx); err != nil {
 		return nil, errors.Join(err, w.close())
@@ -201,7 +198,7 @@ func (w *world) trustPEM(p path, pem []byte) error {
 // until it serves.
 func (w *world) spawnDaemon(ctx context.Context) error {
 	cmd := exec.Command("nsenter", "--net="+w.env.Path(testenv.Host), w.bin,
-		"--config", w.config, "serve", "--bpf-pin-dir", w.pinDir)
+		"--config", w.config, "serve", "--bpf-pin-dir", w.env.PinDir())
 	// The kernel kills the daemon if the bench dies (also by SIGKILL);
 	// StartDaemon holds the forking thread for the daemon's life, which the
 	// signal needs.
@@ -309,10 +306,7 @@ func (w *world) close() error {
 			u.close()
 		}
 	}
-	if err := bpf.Uninstall(w.pinDir); err != nil {
-		errs = append(errs, fmt.Errorf("removing BPF pins %s: %w", w.pinDir, err))
-	}
-	errs = append(errs, w.env.Close())
+	errs = append(errs, w.env.Close()) // also removes the daemon's BPF pins
 	return errors.Join(errs...)
 }
 

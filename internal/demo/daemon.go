@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hermes-netd/hermes-netd/bpf"
 	"github.com/hermes-netd/hermes-netd/internal/testenv"
 )
 
@@ -73,7 +72,6 @@ func (d *demo) configure() error {
 	d.socket = filepath.Join(dir, "run", "netd.sock")
 	d.audit = filepath.Join(dir, "audit.jsonl")
 	d.hermesCA = filepath.Join(dir, "hermes-ca.pem")
-	d.pinDir = d.env.PinDir()
 	cfg := fmt.Sprintf(`state_dir: %[1]s/state
 secrets_dir: %[1]s/secrets
 socket: %[2]s
@@ -115,7 +113,7 @@ func (d *demo) daemonLog() string {
 // startDaemon runs the daemon in the host namespace and waits until it serves.
 func (d *demo) startDaemon(ctx context.Context) error {
 	cmd := d.env.HostCmd(context.Background(), d.bin, "--config", d.config, "serve",
-		"--bpf-pin-dir", d.pinDir)
+		"--bpf-pin-dir", d.env.PinDir())
 	p, err := testenv.StartDaemon(ctx, cmd)
 	if err != nil {
 		return err
@@ -159,10 +157,8 @@ func (d *demo) teardown() error {
 		}
 		errs = append(errs, p.Stop())
 	}
-	errs = append(errs, d.env.Close()) // kills the daemon if it still runs
-	if d.pinDir != "" {
-		errs = append(errs, bpf.Uninstall(d.pinDir))
-	}
+	// Close kills the daemon if it still runs and removes its BPF pins.
+	errs = append(errs, d.env.Close())
 	err := errors.Join(errs...)
 	if err == nil {
 		d.section("Cleaned up")

@@ -119,7 +119,6 @@ type demo struct {
 	config   string
 	socket   string
 	audit    string
-	pinDir   string
 	hermesCA string
 	daemon   *testenv.Daemon
 }
